@@ -1,0 +1,208 @@
+// dsv2 forward, kv-cache and params.
+#include "commands.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include "dsv2/cache_sizes.hpp"
+#include "dsv2/io.hpp"
+#include "model_source.hpp"
+
+namespace dsv2::app {
+
+std::vector<int32_t> parse_tokens(const std::string& text) {
+    std::vector<int32_t> out;
+    size_t i = 0;
+    while (i <= text.size()) {
+        size_t j = text.find(',', i);
+        if (j == std::string::npos) j = text.size();
+        const std::string item = text.substr(i, j - i);
+        if (item.empty() || item.size() > 10 || item.find_first_not_of("0123456789") != std::string::npos)
+            throw std::invalid_argument("--tokens: \"" + item + "\" (item " + std::to_string(out.size()) +
+                                        ") is not a non-negative integer; expected e.g. 3,14,15");
+        const long long v = std::stoll(item);
+        if (v > INT32_MAX) throw std::invalid_argument("--tokens: " + item + " is too large");
+        out.push_back(int32_t(v));
+        i = j + 1;
+    }
+    return out;
+}
+
+namespace {
+
+// The directory of `path` must exist and be writable; checked before any work is done.
+void check_writable(const std::string& path, const char* option) {
+    const size_t slash = path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    struct stat st {};
+    if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        throw std::invalid_argument(std::string(option) + " " + path + ": directory " + dir + " does not exist");
+    if (access(dir.c_str(), W_OK) != 0)
+        throw std::invalid_argument(std::string(option) + " " + path + ": directory " + dir + " is not writable");
+    if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+        throw std::invalid_argument(std::string(option) + " " + path + ": is a directory");
+}
+
+RawTensor to_raw(const Trace::Entry& e) {
+    RawTensor t;
+    t.shape = {e.data.rows(), e.data.cols()};
+    t.dtype = e.integer ? DType::I32 : DType::F32;
+    t.bytes.resize(size_t(e.data.size()) * 4);
+    for (Eigen::Index k = 0; k < e.data.size(); ++k) {
+        if (e.integer) {
+            const int32_t v = int32_t(e.data.data()[k]);
+            std::memcpy(t.bytes.data() + 4 * k, &v, 4);
+        } else {
+            const float v = float(e.data.data()[k]);
+            std::memcpy(t.bytes.data() + 4 * k, &v, 4);
+        }
+    }
+    return t;
+}
+
+template <typename S>
+int forward_in(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
+    const Model<S> model = load_model<S>(o.source);
+    const Config& cfg = model.config();
+    for (size_t t = 0; t < tokens.size(); ++t)
+        if (tokens[t] >= cfg.V)
+            throw std::invalid_argument("--tokens: token " + std::to_string(tokens[t]) + " (item " + std::to_string(t) +
+                                        ") is outside the vocabulary [0, " + std::to_string(cfg.V) + ")");
+    const int64_t T = int64_t(tokens.size());
+    const int64_t prefill = o.prefill < 0 ? T : o.prefill;
+    const AttentionForm form = o.attention == "naive" ? AttentionForm::naive : AttentionForm::absorbed;
+
+    Trace trace;
+    Trace* tr = o.dump.empty() ? nullptr : &trace;
+    LatentCache<S> cache(cfg, T);
+    Mat<float> logits(T, cfg.V);                                                // [T, V]
+    int64_t done = 0;
+    auto step = [&](int64_t n) {
+        const std::vector<int32_t> part(tokens.begin() + done, tokens.begin() + done + n);
+        logits.middleRows(done, n) = model.forward(part, cache, form, tr).template cast<float>();
+        done += n;
+    };
+    if (prefill > 0) step(prefill);
+    while (done < T) step(1);
+
+    if (!o.dump.empty()) {
+        std::map<std::string, RawTensor> tensors;
+        for (const auto& [name, e] : trace.entries()) tensors.emplace(name, to_raw(e));
+        std::string toks;
+        for (int32_t t : tokens) toks += (toks.empty() ? "" : ",") + std::to_string(t);
+        write_safetensors(o.dump, tensors,
+                          {{"format", "dsv2-intermediates"},
+                           {"source", source_name(o.source)},
+                           {"tokens", toks},
+                           {"prefill", std::to_string(prefill)},
+                           {"attention", o.attention},
+                           {"precision", o.precision},
+                           {"config", config_to_json_text(cfg)}});
+    }
+    write_npy_f32(o.out, logits.data(), {T, cfg.V});
+    std::cerr << "dsv2 forward: " << T << " tokens (" << prefill << " prefill, " << (T - prefill)
+              << " decode), " << o.attention << ", " << o.precision << " → " << o.out
+              << (o.dump.empty() ? "" : " and " + o.dump) << "\n";
+    return 0;
+}
+
+std::string gb(double bytes) {
+    char buf[64];
+    if (bytes >= 1e9) std::snprintf(buf, sizeof buf, "%.2f GB", bytes / 1e9);
+    else if (bytes >= 1e6) std::snprintf(buf, sizeof buf, "%.2f MB", bytes / 1e6);
+    else std::snprintf(buf, sizeof buf, "%.1f KB", bytes / 1e3);
+    return buf;
+}
+
+std::string billions(int64_t n) {
+    char buf[64];
+    if (n >= 100000000) std::snprintf(buf, sizeof buf, "%.2fB", double(n) / 1e9);
+    else std::snprintf(buf, sizeof buf, "%.3fM", double(n) / 1e6);
+    return buf;
+}
+
+}  // namespace
+
+int run_forward(const ForwardOptions& o) {
+    const std::vector<int32_t> tokens = parse_tokens(o.tokens);
+    if (o.prefill < -1 || o.prefill > int64_t(tokens.size()))
+        throw std::invalid_argument("--prefill " + std::to_string(o.prefill) + ": must be between 0 and the " +
+                                    std::to_string(tokens.size()) + " tokens given");
+    check_writable(o.out, "--out");
+    if (!o.dump.empty()) check_writable(o.dump, "--dump");
+    if (!o.dump.empty() && o.dump == o.out) throw std::invalid_argument("--dump and --out name the same file");
+    return o.precision == "fp64" ? forward_in<double>(o, tokens) : forward_in<float>(o, tokens);
+}
+
+int run_kv_cache(const ModelSource& src, int64_t context, int64_t groups, int64_t bpe, bool as_json) {
+    const Config cfg = source_config(src);
+    const CacheSizes s = cache_sizes(cfg, groups);
+    struct Row { const char* name; int64_t elems; const char* formula; };
+    const Row rows[] = {{"MHA", s.mha, "2 n_h d_h L"},
+                        {"GQA", s.gqa, "2 n_g d_h L"},
+                        {"MQA", s.mqa, "2 d_h L"},
+                        {"MLA", s.mla, "(d_c + d_R) L"},
+                        {"HF-cache", s.decompressed, "n_h (d_h + d_R + d_v) L"}};
+    if (as_json) {
+        nlohmann::json j;
+        j["source"] = source_name(src);
+        j["layers"] = cfg.L;
+        j["context"] = context;
+        j["bytes_per_element"] = bpe;
+        j["gqa_groups"] = groups;
+        j["mla_gqa_equivalent_groups"] = s.gqa_equivalent_groups;
+        for (const Row& r : rows)
+            j["caches"][r.name] = {{"elements_per_token", r.elems},
+                                   {"elements_per_token_per_layer", r.elems / cfg.L},
+                                   {"bytes_per_token", r.elems * bpe},
+                                   {"bytes_at_context", r.elems * bpe * context},
+                                   {"formula", r.formula}};
+        std::cout << j.dump(2) << "\n";
+        return 0;
+    }
+    std::printf("KV cache per token, %s: L = %lld layers, n_h = %lld, d_h = %lld, d_c = %lld, d_R = %lld, %lld bytes/element\n",
+                source_name(src).c_str(), (long long)cfg.L, (long long)cfg.n_h, (long long)cfg.d_h,
+                (long long)cfg.d_c, (long long)cfg.d_R, (long long)bpe);
+    std::printf("%-9s %-26s %14s %12s %14s %16s %9s\n", "cache", "elements/token", "per layer", "total", "bytes/token",
+                ("at " + std::to_string(context)).c_str(), "vs MHA");
+    for (const Row& r : rows)
+        std::printf("%-9s %-26s %14lld %12lld %14lld %16s %8.2f%%\n", r.name, r.formula, (long long)(r.elems / cfg.L),
+                    (long long)r.elems, (long long)(r.elems * bpe), gb(double(r.elems) * double(bpe) * double(context)).c_str(),
+                    100.0 * double(r.elems) / double(s.mha));
+    std::printf("MLA caches as much as GQA with %.2f groups (GQA row: %lld groups). HF-cache is what the Hugging Face "
+                "code stores (decompressed K and V).\n",
+                s.gqa_equivalent_groups, (long long)groups);
+    return 0;
+}
+
+int run_params(const ModelSource& src, bool as_json) {
+    const Config cfg = source_config(src);
+    const ParamCount n = count_params(cfg);
+    if (as_json) {
+        nlohmann::json j = {{"source", source_name(src)}, {"total", n.total}, {"activated", n.activated},
+                            {"embedding", n.embedding}, {"attention", n.attention}, {"dense_mlp", n.dense_mlp},
+                            {"moe_routed", n.moe_routed}, {"moe_shared", n.moe_shared}, {"router", n.router},
+                            {"norms", n.norms}, {"lm_head", n.lm_head}};
+        std::cout << j.dump(2) << "\n";
+        return 0;
+    }
+    std::printf("Parameters of %s\n", source_name(src).c_str());
+    std::printf("  total       %s\n", billions(n.total).c_str());
+    std::printf("  activated   %s per token (excludes the embedding table and the %lld unvisited routed experts of each MoE layer)\n",
+                billions(n.activated).c_str(), (long long)(cfg.N_r - cfg.K_r));
+    std::printf("  embedding   %s\n  attention   %s\n  dense MLP   %s\n  routed      %s\n  shared      %s\n"
+                "  router      %s\n  norms       %s\n  lm_head     %s\n",
+                billions(n.embedding).c_str(), billions(n.attention).c_str(), billions(n.dense_mlp).c_str(),
+                billions(n.moe_routed).c_str(), billions(n.moe_shared).c_str(), billions(n.router).c_str(),
+                billions(n.norms).c_str(), billions(n.lm_head).c_str());
+    return 0;
+}
+
+}  // namespace dsv2::app

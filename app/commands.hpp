@@ -1,0 +1,41 @@
+// The dsv2 command-line tool: one function per subcommand.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dsv2::app {
+
+/// Where a model comes from: a preset with seeded random weights, or a checkpoint directory.
+struct ModelSource {
+    std::string preset;     ///< non-empty: a preset name
+    uint64_t seed = 0;      ///< seed of the random weights of a preset
+    std::string model_dir;  ///< non-empty: a Hugging Face checkpoint directory
+};
+
+struct ForwardOptions {
+    ModelSource source;
+    std::string tokens;        ///< "3,14,15"
+    int64_t prefill = -1;      ///< tokens in the first call; -1 = all
+    std::string attention = "absorbed";
+    std::string precision = "fp32";
+    std::string out;           ///< logits .npy
+    std::string dump;          ///< optional intermediates .safetensors
+};
+
+struct DemoOptions {
+    std::string prompt = "DeepSeek-V2 compresses keys and values into a latent: ";
+    int64_t max_new_tokens = 32;
+    std::string attention = "absorbed";
+};
+
+int run_forward(const ForwardOptions& o);
+int run_demo(const DemoOptions& o);
+int run_kv_cache(const ModelSource& src, int64_t context, int64_t groups, int64_t bytes_per_element, bool as_json);
+int run_params(const ModelSource& src, bool as_json);
+
+/// Parses "3,14,15" strictly: integers separated by commas, nothing else.
+std::vector<int32_t> parse_tokens(const std::string& text);
+
+}  // namespace dsv2::app

@@ -1,0 +1,91 @@
+// dsv2: the command-line front of the oracle. Every error is one line on stderr and a
+// non-zero exit; no command leaves a partial output file.
+#include <CLI/CLI.hpp>
+
+#include <exception>
+#include <iostream>
+
+#include "commands.hpp"
+
+namespace {
+
+void add_source(CLI::App* cmd, dsv2::app::ModelSource& src, bool model_too) {
+    auto* p = cmd->add_option("--preset", src.preset, "deepseek-v2, deepseek-v2-lite or tiny");
+    cmd->add_option("--seed", src.seed, "seed of a preset's random weights")->capture_default_str();
+    if (model_too) {
+        auto* m = cmd->add_option("--model", src.model_dir, "Hugging Face checkpoint directory (config.json + safetensors)");
+        p->excludes(m);
+    }
+}
+
+void require_source(const dsv2::app::ModelSource& src, const char* cmd) {
+    if (src.preset.empty() && src.model_dir.empty())
+        throw CLI::ValidationError(std::string(cmd) + ": give --preset NAME or --model DIR");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"dsv2 — DeepSeek-V2 (MLA + DeepSeekMoE) reference implementation"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "dsv2 0.1.0");
+
+    dsv2::app::DemoOptions demo;
+    auto* c_demo = app.add_subcommand("demo", "the main job: prompt → prefill → decode through the latent cache, on the embedded default model");
+    c_demo->add_option("--prompt", demo.prompt, "prompt text")->capture_default_str();
+    c_demo->add_option("--max-new-tokens", demo.max_new_tokens, "tokens to generate")->check(CLI::Range(int64_t(1), int64_t(4096)))->capture_default_str();
+    c_demo->add_option("--attention", demo.attention, "naive or absorbed")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
+
+    dsv2::app::ForwardOptions fwd;
+    auto* c_fwd = app.add_subcommand("forward", "run tokens through the model (prefill, then decode one at a time) and write the logits as .npy");
+    add_source(c_fwd, fwd.source, true);
+    c_fwd->add_option("--tokens", fwd.tokens, "token ids, comma-separated: 3,14,15")->required();
+    c_fwd->add_option("--prefill", fwd.prefill, "tokens in the first (prefill) call; the rest are decoded one at a time (default: all)");
+    c_fwd->add_option("--attention", fwd.attention, "naive or absorbed")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
+    c_fwd->add_option("--precision", fwd.precision, "fp32 or fp64")->check(CLI::IsMember({"fp32", "fp64"}))->capture_default_str();
+    c_fwd->add_option("--out", fwd.out, "logits of every position, float32 [tokens, vocab], NumPy .npy")->required();
+    c_fwd->add_option("--dump", fwd.dump, "also write every named intermediate (fp32; indices I32) as .safetensors");
+
+    dsv2::app::ModelSource kv_src;
+    int64_t context = 4096, groups = 8, bpe = 2;
+    bool kv_json = false;
+    auto* c_kv = app.add_subcommand("kv-cache", "KV-cache size per token of MHA, GQA, MQA and MLA (the paper's Table 1)");
+    add_source(c_kv, kv_src, true);
+    c_kv->add_option("--context", context, "context length for the totals")->check(CLI::Range(int64_t(1), int64_t(1) << 40))->capture_default_str();
+    c_kv->add_option("--groups", groups, "GQA groups to compare with")->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
+    c_kv->add_option("--bytes-per-element", bpe, "bytes per cached element (2 = bf16)")->check(CLI::Range(int64_t(1), int64_t(8)))->capture_default_str();
+    c_kv->add_flag("--json", kv_json, "machine-readable output");
+
+    dsv2::app::ModelSource p_src;
+    bool p_json = false;
+    auto* c_params = app.add_subcommand("params", "total and activated parameter counts");
+    add_source(c_params, p_src, true);
+    c_params->add_flag("--json", p_json, "machine-readable output");
+
+    try {
+        app.parse(argc, argv);
+        if (*c_fwd) require_source(fwd.source, "forward");
+        if (*c_kv) require_source(kv_src, "kv-cache");
+        if (*c_params) require_source(p_src, "params");
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::cerr << "dsv2: error: " << e.what() << " (see dsv2 --help)\n";
+        return e.get_exit_code() != 0 ? e.get_exit_code() : 2;
+    }
+
+    try {
+        if (*c_demo) return dsv2::app::run_demo(demo);
+        if (*c_fwd) return dsv2::app::run_forward(fwd);
+        if (*c_kv) return dsv2::app::run_kv_cache(kv_src, context, groups, bpe, kv_json);
+        if (*c_params) return dsv2::app::run_params(p_src, p_json);
+    } catch (const std::exception& e) {
+        std::cerr << "dsv2: error: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,42 @@
+// Turning a ModelSource (preset or checkpoint directory) into a config and a runnable model.
+#pragma once
+
+#include <unistd.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "commands.hpp"
+#include "dsv2/checkpoint.hpp"
+#include "dsv2/config.hpp"
+#include "dsv2/model.hpp"
+
+namespace dsv2::app {
+
+inline Config source_config(const ModelSource& src) {
+    return src.model_dir.empty() ? config_preset(src.preset) : config_from_file(src.model_dir);
+}
+
+inline std::string source_name(const ModelSource& src) {
+    return src.model_dir.empty() ? "preset " + src.preset + " (seed " + std::to_string(src.seed) + ")" : src.model_dir;
+}
+
+/// Refuses, before allocating, a model whose weights cannot fit in this machine's memory.
+inline void check_fits_in_memory(const Config& cfg, int64_t bytes_per_element, const std::string& what) {
+    const double need = double(weight_bytes(cfg, bytes_per_element));
+    const double have = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+    if (need > 0.8 * have)
+        throw std::runtime_error(what + " needs " + std::to_string(int64_t(need / 1e9)) + " GB of weights at " +
+                                 std::to_string(bytes_per_element) + " bytes per parameter; this machine has " +
+                                 std::to_string(int64_t(have / 1e9)) + " GB of memory");
+}
+
+template <typename S>
+Model<S> load_model(const ModelSource& src) {
+    Config cfg = source_config(src);
+    check_fits_in_memory(cfg, int64_t(sizeof(S)), source_name(src));
+    Weights<S> w = src.model_dir.empty() ? random_weights<S>(cfg, src.seed) : load_weights<S>(src.model_dir, cfg);
+    return Model<S>(std::move(cfg), std::move(w));
+}
+
+}  // namespace dsv2::app

@@ -1,0 +1,331 @@
+// Config presets, validation and the Hugging Face config.json reader.
+#include "dsv2/config.hpp"
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+namespace dsv2 {
+
+namespace {
+
+using json = nlohmann::json;
+
+[[noreturn]] void fail(const std::string& where, const std::string& key, const std::string& what) {
+    throw std::invalid_argument(where + ": \"" + key + "\" " + what);
+}
+
+// Upper bound on any single dimension: far above every real model, far below overflow of the
+// products the code forms from them (sizes are int64_t; the largest product is d·V).
+constexpr int64_t kMaxDim = int64_t(1) << 24;
+
+}  // namespace
+
+const char* to_string(TopkMethod m) {
+    return m == TopkMethod::greedy ? "greedy" : "group_limited_greedy";
+}
+
+void Config::validate(const std::string& where) const {
+    auto positive = [&](int64_t v, const char* key) {
+        if (v <= 0) fail(where, key, "must be a positive integer, got " + std::to_string(v));
+        if (v > kMaxDim) fail(where, key, "is implausibly large (" + std::to_string(v) + " > 2^24)");
+    };
+    positive(V, "vocab_size");
+    positive(d, "hidden_size");
+    positive(L, "num_hidden_layers");
+    if (L > 4096) fail(where, "num_hidden_layers", "is implausibly large (" + std::to_string(L) + ")");
+    positive(n_h, "num_attention_heads");
+    positive(d_h, "qk_nope_head_dim");
+    positive(d_R, "qk_rope_head_dim");
+    if (d_R % 2 != 0) fail(where, "qk_rope_head_dim", "must be even (RoPE rotates pairs), got " + std::to_string(d_R));
+    positive(d_v, "v_head_dim");
+    positive(d_c, "kv_lora_rank");
+    if (d_q < 0) fail(where, "q_lora_rank", "must be null or a positive integer, got " + std::to_string(d_q));
+    if (d_q > 0) positive(d_q, "q_lora_rank");
+    positive(max_position_embeddings, "max_position_embeddings");
+    if (!(rope_theta > 1.0)) fail(where, "rope_theta", "must be > 1");
+    if (!(rms_norm_eps > 0.0) || rms_norm_eps > 1.0) fail(where, "rms_norm_eps", "must be in (0, 1]");
+
+    bool any_dense = false;
+    for (int64_t l = 0; l < L; ++l) any_dense = any_dense || !is_moe_layer(l);
+    if (any_dense) positive(d_ff, "intermediate_size");
+
+    if (N_r < 0) fail(where, "n_routed_experts", "must be null or a positive integer");
+    if (N_r > 0) {
+        positive(N_r, "n_routed_experts");
+        positive(d_e, "moe_intermediate_size");
+        if (N_s < 0) fail(where, "n_shared_experts", "must be null or a non-negative integer");
+        if (K_r < 1 || K_r > N_r)
+            fail(where, "num_experts_per_tok", "must be in [1, n_routed_experts = " + std::to_string(N_r) + "], got " + std::to_string(K_r));
+        if (moe_layer_freq < 1) fail(where, "moe_layer_freq", "must be >= 1");
+        if (first_k_dense_replace < 0) fail(where, "first_k_dense_replace", "must be >= 0");
+        if (!(routed_scaling_factor > 0.0)) fail(where, "routed_scaling_factor", "must be > 0");
+        if (topk_method == TopkMethod::group_limited_greedy) {
+            if (G < 1 || N_r % G != 0)
+                fail(where, "n_group", "must divide n_routed_experts = " + std::to_string(N_r) + ", got " + std::to_string(G));
+            if (G_k < 1 || G_k > G)
+                fail(where, "topk_group", "must be in [1, n_group = " + std::to_string(G) + "], got " + std::to_string(G_k));
+            if (K_r > G_k * (N_r / G))
+                fail(where, "num_experts_per_tok", "exceeds the experts in topk_group groups (" + std::to_string(G_k * (N_r / G)) + ")");
+        }
+    }
+    if (has_yarn) {
+        if (!(yarn.s > 0.0)) fail(where, "rope_scaling.factor", "must be > 0");
+        if (yarn.L0 <= 0) fail(where, "rope_scaling.original_max_position_embeddings", "must be a positive integer");
+        if (!(yarn.beta_fast > 0.0)) fail(where, "rope_scaling.beta_fast", "must be > 0");
+        if (!(yarn.beta_slow > 0.0)) fail(where, "rope_scaling.beta_slow", "must be > 0");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Presets. `deepseek-v2` and `deepseek-v2-lite` are the released config.json files
+// (data/configs/ holds them verbatim; a test checks they parse to these presets).
+
+std::vector<std::string> preset_names() { return {"deepseek-v2", "deepseek-v2-lite", "tiny"}; }
+
+Config config_preset(const std::string& name) {
+    Config c;
+    c.rope_theta = 10000.0;
+    c.has_yarn = true;
+    c.yarn = Yarn{40.0, 4096, 32.0, 1.0, 0.707, 0.707};
+    c.max_position_embeddings = 163840;
+    c.rms_norm_eps = 1e-6;
+    c.first_k_dense_replace = 1;
+    c.moe_layer_freq = 1;
+    c.aux_loss_alpha = 0.001;
+    c.d_h = 128; c.d_R = 64; c.d_v = 128; c.d_c = 512;
+    c.N_s = 2; c.K_r = 6;
+    c.bos_token_id = 100000; c.eos_token_id = 100001;
+    if (name == "deepseek-v2") {
+        c.V = 102400; c.d = 5120; c.L = 60; c.n_h = 128; c.d_q = 1536;
+        c.d_ff = 12288; c.d_e = 1536; c.N_r = 160; c.G = 8; c.G_k = 3;
+        c.topk_method = TopkMethod::group_limited_greedy;
+        c.routed_scaling_factor = 16.0;
+    } else if (name == "deepseek-v2-lite") {
+        c.V = 102400; c.d = 2048; c.L = 27; c.n_h = 16; c.d_q = 0;
+        c.d_ff = 10944; c.d_e = 1408; c.N_r = 64; c.G = 1; c.G_k = 1;
+        c.topk_method = TopkMethod::greedy;
+        c.routed_scaling_factor = 1.0;
+    } else if (name == "tiny") {
+        // Small enough for tests in milliseconds, with every feature of V2 switched on:
+        // query compression, group-limited routing, routed_scaling_factor != 1, d_v != d_h,
+        // YaRN with all three ramp regimes (d_R = 8 gives low = 1, high = 3), a dense layer 0.
+        c.V = 256;  // byte-level: the demo encodes text as UTF-8 bytes
+        c.d = 64; c.L = 3; c.n_h = 4; c.d_h = 16; c.d_R = 8; c.d_v = 12; c.d_c = 32; c.d_q = 24;
+        c.d_ff = 128; c.d_e = 32; c.N_r = 8; c.N_s = 1; c.K_r = 2; c.G = 4; c.G_k = 2;
+        c.topk_method = TopkMethod::group_limited_greedy;
+        c.routed_scaling_factor = 2.0;
+        c.bos_token_id = -1; c.eos_token_id = -1;
+    } else {
+        std::string names;
+        for (auto& n : preset_names()) names += (names.empty() ? "" : ", ") + n;
+        throw std::invalid_argument("unknown preset \"" + name + "\" (known: " + names + ")");
+    }
+    c.validate("preset " + name);
+    return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// config.json
+
+namespace {
+
+struct Reader {
+    const json& j;
+    std::string where;
+    std::string prefix;  // "rope_scaling." inside the nested object
+
+    const json* find(const char* key) const {
+        auto it = j.find(key);
+        return it == j.end() ? nullptr : &*it;
+    }
+    std::string name(const char* key) const { return prefix + key; }
+
+    int64_t integer(const char* key, bool required, int64_t fallback) const {
+        const json* v = find(key);
+        if (!v) {
+            if (required) fail(where, name(key), "is missing");
+            return fallback;
+        }
+        if (v->is_number_integer()) return v->get<int64_t>();
+        if (v->is_number_float()) {
+            double x = v->get<double>();
+            if (x == double(int64_t(x))) return int64_t(x);
+        }
+        fail(where, name(key), "must be an integer, got " + v->dump());
+    }
+    // Keys whose value may be null (HF uses null for "absent"): null and missing give `fallback`.
+    int64_t nullable_integer(const char* key, int64_t fallback) const {
+        const json* v = find(key);
+        if (!v || v->is_null()) return fallback;
+        return integer(key, true, fallback);
+    }
+    double number(const char* key, bool required, double fallback) const {
+        const json* v = find(key);
+        if (!v) {
+            if (required) fail(where, name(key), "is missing");
+            return fallback;
+        }
+        if (!v->is_number()) fail(where, name(key), "must be a number, got " + v->dump());
+        return v->get<double>();
+    }
+    bool boolean(const char* key, bool fallback) const {
+        const json* v = find(key);
+        if (!v) return fallback;
+        if (!v->is_boolean()) fail(where, name(key), "must be true or false, got " + v->dump());
+        return v->get<bool>();
+    }
+    std::string string(const char* key, const std::string& fallback) const {
+        const json* v = find(key);
+        if (!v) return fallback;
+        if (!v->is_string()) fail(where, name(key), "must be a string, got " + v->dump());
+        return v->get<std::string>();
+    }
+};
+
+}  // namespace
+
+Config config_from_json_text(const std::string& text, const std::string& where) {
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::parse_error& e) {
+        throw std::invalid_argument(where + ": not valid JSON (" + e.what() + ")");
+    }
+    if (!j.is_object()) throw std::invalid_argument(where + ": the top level must be a JSON object");
+    Reader r{j, where, ""};
+
+    if (j.contains("model_type")) {
+        std::string mt = r.string("model_type", "");
+        if (mt != "deepseek_v2")
+            fail(where, "model_type", "is \"" + mt + "\"; dsv2 reads DeepSeek-V2 configs (\"deepseek_v2\")");
+    }
+    Config c;
+    c.V = r.integer("vocab_size", true, 0);
+    c.d = r.integer("hidden_size", true, 0);
+    c.L = r.integer("num_hidden_layers", true, 0);
+    c.n_h = r.integer("num_attention_heads", true, 0);
+    c.d_h = r.integer("qk_nope_head_dim", true, 0);
+    c.d_R = r.integer("qk_rope_head_dim", true, 0);
+    c.d_v = r.integer("v_head_dim", true, 0);
+    c.d_c = r.integer("kv_lora_rank", true, 0);
+    c.d_q = r.nullable_integer("q_lora_rank", 0);
+    if (j.contains("q_lora_rank") && !j["q_lora_rank"].is_null() && c.d_q <= 0)
+        fail(where, "q_lora_rank", "must be null or a positive integer, got " + j["q_lora_rank"].dump());
+    c.d_ff = r.integer("intermediate_size", false, 0);
+    c.d_e = r.nullable_integer("moe_intermediate_size", 0);
+    c.N_r = r.nullable_integer("n_routed_experts", 0);
+    c.N_s = r.nullable_integer("n_shared_experts", 0);
+    c.K_r = r.nullable_integer("num_experts_per_tok", 0);
+    c.G = r.nullable_integer("n_group", 1);
+    c.G_k = r.nullable_integer("topk_group", 1);
+    c.first_k_dense_replace = r.integer("first_k_dense_replace", false, 0);
+    c.moe_layer_freq = r.integer("moe_layer_freq", false, 1);
+    c.norm_topk_prob = r.boolean("norm_topk_prob", false);
+    c.routed_scaling_factor = r.number("routed_scaling_factor", false, 1.0);
+    c.aux_loss_alpha = r.number("aux_loss_alpha", false, 0.0);
+    if (c.N_r > 0) {
+        std::string m = r.string("topk_method", "greedy");
+        if (m == "greedy") c.topk_method = TopkMethod::greedy;
+        else if (m == "group_limited_greedy") c.topk_method = TopkMethod::group_limited_greedy;
+        else fail(where, "topk_method", "is \"" + m + "\"; DeepSeek-V2 uses \"greedy\" or \"group_limited_greedy\"");
+        std::string sf = r.string("scoring_func", "softmax");
+        if (sf != "softmax") fail(where, "scoring_func", "is \"" + sf + "\"; DeepSeek-V2 routes with \"softmax\"");
+    }
+    std::string act = r.string("hidden_act", "silu");
+    if (act != "silu") fail(where, "hidden_act", "is \"" + act + "\"; DeepSeek-V2 uses \"silu\"");
+    if (r.boolean("attention_bias", false)) fail(where, "attention_bias", "is true; DeepSeek-V2 projections have no bias");
+    if (r.boolean("tie_word_embeddings", false)) fail(where, "tie_word_embeddings", "is true; DeepSeek-V2 keeps lm_head separate");
+
+    c.rope_theta = r.number("rope_theta", false, 10000.0);
+    c.rms_norm_eps = r.number("rms_norm_eps", false, 1e-6);
+    c.max_position_embeddings = r.integer("max_position_embeddings", true, 0);
+    c.bos_token_id = r.nullable_integer("bos_token_id", -1);
+    c.eos_token_id = r.nullable_integer("eos_token_id", -1);
+
+    const json* rs = r.find("rope_scaling");
+    if (rs && !rs->is_null()) {
+        if (!rs->is_object()) fail(where, "rope_scaling", "must be null or an object, got " + rs->dump());
+        Reader y{*rs, where, "rope_scaling."};
+        std::string type = y.string("type", y.string("rope_type", ""));
+        if (type != "yarn") fail(where, "rope_scaling.type", "is \"" + type + "\"; dsv2 supports \"yarn\" or no rope_scaling");
+        c.has_yarn = true;
+        // Defaults as in DeepSeek's DeepseekV2YarnRotaryEmbedding.
+        c.yarn.s = y.number("factor", true, 1.0);
+        c.yarn.L0 = y.integer("original_max_position_embeddings", false, 4096);
+        c.yarn.beta_fast = y.number("beta_fast", false, 32.0);
+        c.yarn.beta_slow = y.number("beta_slow", false, 1.0);
+        c.yarn.mscale = y.number("mscale", false, 1.0);
+        c.yarn.mscale_all_dim = y.number("mscale_all_dim", false, 0.0);
+    }
+    c.validate(where);
+    return c;
+}
+
+Config config_from_file(const std::string& path_in) {
+    std::string path = path_in;
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) throw std::invalid_argument(path + ": no such file or directory");
+    if (S_ISDIR(st.st_mode)) path += "/config.json";
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw std::invalid_argument(path + ": cannot open for reading");
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    return config_from_json_text(ss.str(), path);
+}
+
+std::string config_to_json_text(const Config& c) {
+    json j;
+    j["model_type"] = "deepseek_v2";
+    j["architectures"] = {"DeepseekV2ForCausalLM"};
+    j["vocab_size"] = c.V;
+    j["hidden_size"] = c.d;
+    j["num_hidden_layers"] = c.L;
+    j["num_attention_heads"] = c.n_h;
+    j["num_key_value_heads"] = c.n_h;
+    j["qk_nope_head_dim"] = c.d_h;
+    j["qk_rope_head_dim"] = c.d_R;
+    j["v_head_dim"] = c.d_v;
+    j["kv_lora_rank"] = c.d_c;
+    j["q_lora_rank"] = c.d_q > 0 ? json(c.d_q) : json(nullptr);
+    j["intermediate_size"] = c.d_ff;
+    j["moe_intermediate_size"] = c.d_e;
+    j["n_routed_experts"] = c.N_r > 0 ? json(c.N_r) : json(nullptr);
+    j["n_shared_experts"] = c.N_s > 0 ? json(c.N_s) : json(nullptr);
+    j["num_experts_per_tok"] = c.N_r > 0 ? json(c.K_r) : json(nullptr);
+    j["n_group"] = c.G;
+    j["topk_group"] = c.G_k;
+    j["topk_method"] = to_string(c.topk_method);
+    j["scoring_func"] = "softmax";
+    j["norm_topk_prob"] = c.norm_topk_prob;
+    j["routed_scaling_factor"] = c.routed_scaling_factor;
+    j["first_k_dense_replace"] = c.first_k_dense_replace;
+    j["moe_layer_freq"] = c.moe_layer_freq;
+    j["aux_loss_alpha"] = c.aux_loss_alpha;
+    j["seq_aux"] = true;
+    j["hidden_act"] = "silu";
+    j["attention_bias"] = false;
+    j["tie_word_embeddings"] = false;
+    j["rope_theta"] = c.rope_theta;
+    j["rms_norm_eps"] = c.rms_norm_eps;
+    j["max_position_embeddings"] = c.max_position_embeddings;
+    j["bos_token_id"] = c.bos_token_id >= 0 ? json(c.bos_token_id) : json(nullptr);
+    j["eos_token_id"] = c.eos_token_id >= 0 ? json(c.eos_token_id) : json(nullptr);
+    if (c.has_yarn) {
+        j["rope_scaling"] = {{"type", "yarn"},
+                             {"factor", c.yarn.s},
+                             {"original_max_position_embeddings", c.yarn.L0},
+                             {"beta_fast", c.yarn.beta_fast},
+                             {"beta_slow", c.yarn.beta_slow},
+                             {"mscale", c.yarn.mscale},
+                             {"mscale_all_dim", c.yarn.mscale_all_dim}};
+    } else {
+        j["rope_scaling"] = nullptr;
+    }
+    return j.dump(2) + "\n";
+}
+
+}  // namespace dsv2

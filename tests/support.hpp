@@ -1,0 +1,44 @@
+// Helpers shared by the tests: relative errors, random matrices, small configs.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+
+#include "dsv2/config.hpp"
+#include "dsv2/tensor.hpp"
+
+namespace dsv2::test {
+
+/// ‖a − b‖ / ‖b‖ (Frobenius), b the reference; 0 when both are zero.
+template <typename A, typename B>
+double rel_err(const A& a, const B& b) {
+    const double num = (a.template cast<double>() - b.template cast<double>()).norm();
+    const double den = b.template cast<double>().norm();
+    return den == 0.0 ? num : num / den;
+}
+
+/// A matrix of N(0, 1) values from a fixed seed.
+template <typename S>
+Mat<S> randn(int64_t rows, int64_t cols, uint32_t seed) {
+    std::mt19937 gen(seed);
+    std::normal_distribution<double> n(0.0, 1.0);
+    Mat<S> m(rows, cols);
+    for (int64_t k = 0; k < m.size(); ++k) m.data()[k] = S(n(gen));
+    return m;
+}
+
+/// The tiny preset with query compression switched off and greedy routing: a V2-Lite-like shape.
+inline Config tiny_lite() {
+    Config c = config_preset("tiny");
+    c.d_q = 0;
+    c.topk_method = TopkMethod::greedy;
+    c.G = 1;
+    c.G_k = 1;
+    c.routed_scaling_factor = 1.0;
+    c.validate();
+    return c;
+}
+
+}  // namespace dsv2::test
