@@ -39,7 +39,9 @@ template <typename S>
 void softmax_rows(Mat<S>& z) {
     for (Eigen::Index r = 0; r < z.rows(); ++r) {
         const S m = z.row(r).maxCoeff();
-        z.row(r) = (z.row(r).array() - m).exp().matrix();
+        // Scalar std::exp: exp(−inf) is exactly 0 for masked entries (Eigen's vectorised exp
+        // clamps its argument and would give a tiny positive weight instead).
+        z.row(r) = (z.row(r).array() - m).unaryExpr([](S v) { return std::exp(v); }).matrix();
         z.row(r) /= z.row(r).sum();
     }
 }
