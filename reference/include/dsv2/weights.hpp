@@ -56,10 +56,11 @@ private:
 ///
 /// Each tensor draws from its own stream, seeded by (seed, name), so a tensor's values do not
 /// depend on which other tensors exist. Values are drawn in double and rounded to float before
-/// conversion to S: the fp32 and fp64 oracles see bit-identical weights.
-///   Linear (out, in): N(0, 1/in) — keeps activations O(1) through the layers.
-///   embed_tokens:     N(0, 1).
-///   norm weights:     1 + N(0, 0.1²) — not all ones, so a missing norm weight is caught.
+/// conversion to S: the fp32 and fp64 oracles see bit-identical weights. Values are uniform
+/// with the stated mean and standard deviation (cheap to draw for billion-parameter shapes):
+///   Linear (out, in): std 1/sqrt(in) — keeps activations O(1) through the layers.
+///   embed_tokens:     std 1.
+///   norm weights:     1 ± std 0.1 — not all ones, so a missing norm weight is caught.
 template <typename S>
 Weights<S> random_weights(const Config& cfg, uint64_t seed);
 

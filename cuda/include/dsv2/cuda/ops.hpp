@@ -1,0 +1,20 @@
+// Host-side API of the CUDA path, callable from plain C++ (no CUDA headers needed).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace dsv2::cuda {
+
+/// Number of usable CUDA devices; 0 (and `why` says why) when there is no driver or device.
+int device_count(std::string* why = nullptr);
+
+/// A one-line description of device 0 ("NVIDIA H200, sm_90, 139 GiB").
+std::string device_name();
+
+/// RMSNorm on the GPU over host arrays: reproduces dsv2::rms_norm (reference/src/layers.cpp),
+/// fp32. Proved by tests/test_cuda_rmsnorm.cpp.
+///   x [T, n] row-major, w [n] → y [T, n]
+std::vector<float> rms_norm(const std::vector<float>& x, const std::vector<float>& w, int T, int n, float eps);
+
+}  // namespace dsv2::cuda
