@@ -71,10 +71,6 @@ template <typename S>
 int forward_in(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
     const Model<S> model = load_model<S>(o.source);
     const Config& cfg = model.config();
-    for (size_t t = 0; t < tokens.size(); ++t)
-        if (tokens[t] >= cfg.V)
-            throw std::invalid_argument("--tokens: token " + std::to_string(tokens[t]) + " (item " + std::to_string(t) +
-                                        ") is outside the vocabulary [0, " + std::to_string(cfg.V) + ")");
     const int64_t T = int64_t(tokens.size());
     const int64_t prefill = o.prefill < 0 ? T : o.prefill;
     const AttentionForm form = o.attention == "naive" ? AttentionForm::naive : AttentionForm::absorbed;
@@ -92,21 +88,26 @@ int forward_in(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
     if (prefill > 0) step(prefill);
     while (done < T) step(1);
 
+    write_npy_f32(o.out, logits.data(), {T, cfg.V});
     if (!o.dump.empty()) {
         std::map<std::string, RawTensor> tensors;
         for (const auto& [name, e] : trace.entries()) tensors.emplace(name, to_raw(e));
         std::string toks;
         for (int32_t t : tokens) toks += (toks.empty() ? "" : ",") + std::to_string(t);
-        write_safetensors(o.dump, tensors,
-                          {{"format", "dsv2-intermediates"},
-                           {"source", source_name(o.source)},
-                           {"tokens", toks},
-                           {"prefill", std::to_string(prefill)},
-                           {"attention", o.attention},
-                           {"precision", o.precision},
-                           {"config", config_to_json_text(cfg)}});
+        try {
+            write_safetensors(o.dump, tensors,
+                              {{"format", "dsv2-intermediates"},
+                               {"source", source_name(o.source)},
+                               {"tokens", toks},
+                               {"prefill", std::to_string(prefill)},
+                               {"attention", o.attention},
+                               {"precision", o.precision},
+                               {"config", config_to_json_text(cfg)}});
+        } catch (...) {
+            std::remove(o.out.c_str());  // all or nothing
+            throw;
+        }
     }
-    write_npy_f32(o.out, logits.data(), {T, cfg.V});
     std::cerr << "dsv2 forward: " << T << " tokens (" << prefill << " prefill, " << (T - prefill)
               << " decode), " << o.attention << ", " << o.precision << " → " << o.out
               << (o.dump.empty() ? "" : " and " + o.dump) << "\n";
@@ -135,6 +136,11 @@ int run_forward(const ForwardOptions& o) {
     if (o.prefill < -1 || o.prefill > int64_t(tokens.size()))
         throw std::invalid_argument("--prefill " + std::to_string(o.prefill) + ": must be between 0 and the " +
                                     std::to_string(tokens.size()) + " tokens given");
+    const Config cfg = source_config(o.source);  // cheap: checks tokens before loading weights
+    for (size_t t = 0; t < tokens.size(); ++t)
+        if (tokens[t] >= cfg.V)
+            throw std::invalid_argument("--tokens: token " + std::to_string(tokens[t]) + " (item " + std::to_string(t) +
+                                        ") is outside the vocabulary [0, " + std::to_string(cfg.V) + ")");
     check_writable(o.out, "--out");
     if (!o.dump.empty()) check_writable(o.dump, "--dump");
     if (!o.dump.empty() && o.dump == o.out) throw std::invalid_argument("--dump and --out name the same file");

@@ -74,6 +74,10 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
+        if (app.get_subcommands().empty() && argc > 1 && argv[1][0] != '-') {
+            std::cerr << "dsv2: error: unknown command \"" << argv[1] << "\" (commands: demo, forward, kv-cache, params)\n";
+            return 2;
+        }
         std::cerr << "dsv2: error: " << e.what() << " (see dsv2 --help)\n";
         return e.get_exit_code() != 0 ? e.get_exit_code() : 2;
     }

@@ -1,6 +1,8 @@
 // Config presets, validation and the Hugging Face config.json reader.
 #include "dsv2/config.hpp"
 
+#include <climits>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -150,10 +152,12 @@ struct Reader {
             if (required) fail(where, name(key), "is missing");
             return fallback;
         }
+        if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX))
+            fail(where, name(key), "is too large, got " + v->dump());
         if (v->is_number_integer()) return v->get<int64_t>();
         if (v->is_number_float()) {
-            double x = v->get<double>();
-            if (x == double(int64_t(x))) return int64_t(x);
+            const double x = v->get<double>();
+            if (std::isfinite(x) && std::abs(x) < 0x1p62 && x == std::trunc(x)) return int64_t(x);
         }
         fail(where, name(key), "must be an integer, got " + v->dump());
     }

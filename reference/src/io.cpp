@@ -130,7 +130,8 @@ void write_npy_f32(const std::string& path, const float* data, const std::vector
         dims += std::to_string(s) + ", ";
         n *= s;
     }
-    if (shape.size() > 1) dims.resize(dims.size() - 2);  // "(T, V)"; a 1-D shape keeps "(n, )"
+    if (shape.size() == 1) dims.pop_back();                     // "(n,)", as NumPy writes it
+    else if (shape.size() > 1) dims.resize(dims.size() - 2);    // "(T, V)"
     std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
     // Pad with spaces so that magic (6) + version (2) + length (2) + header ends on 64 bytes, '\n' last.
     const size_t unpadded = 10 + header.size() + 1;
