@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Prints the King James Bible (public domain) from Debian's bible-kjv package, one verse a line.
+set -euo pipefail
+command -v bible >/dev/null || { echo "kjv_text.sh: install Debian's bible-kjv (apt-get install bible-kjv)" >&2; exit 1; }
+bible "gen1:1-rev22:21"
