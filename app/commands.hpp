@@ -5,6 +5,12 @@
 #include <string>
 #include <vector>
 
+namespace dsv2 {
+template <typename S>
+class Model;
+class Tokenizer;
+}  // namespace dsv2
+
 namespace dsv2::app {
 
 /// Where a model comes from: a preset with seeded random weights, or a checkpoint directory.
@@ -30,10 +36,32 @@ struct DemoOptions {
     std::string attention = "absorbed";
 };
 
+struct GenerateOptions {
+    std::string model_dir;
+    std::string prompt;
+    int64_t max_new_tokens = 64;
+    double temperature = 0.0;  ///< 0 = greedy
+    double top_p = 1.0;
+    uint64_t seed = 0;
+    std::string attention = "absorbed";
+};
+
+/// What one generation produced, and how long it took.
+struct GenerateResult {
+    std::vector<int32_t> prompt_ids, new_ids;
+    std::string text;  ///< the new text only
+    double prefill_seconds = 0, decode_seconds = 0;
+};
+
 int run_forward(const ForwardOptions& o);
+int run_generate(const GenerateOptions& o);
 int run_demo(const DemoOptions& o);
 int run_kv_cache(const ModelSource& src, int64_t context, int64_t groups, int64_t bytes_per_element, bool as_json);
 int run_params(const ModelSource& src, bool as_json);
+int run_inspect(const std::string& dir, bool list_tensors, bool as_json);
+
+/// Prompt → tokens → prefill → decode (sampled as `o` says) → text; `stream` prints as it goes.
+GenerateResult generate_text(const Model<float>& model, const Tokenizer& tok, const GenerateOptions& o, bool stream);
 
 /// Parses "3,14,15" strictly: integers separated by commas, nothing else.
 std::vector<int32_t> parse_tokens(const std::string& text);

@@ -62,6 +62,13 @@ int main(int argc, char** argv) {
     add_source(c_params, p_src, true);
     c_params->add_flag("--json", p_json, "machine-readable output");
 
+    std::string inspect_dir;
+    bool inspect_tensors = false, inspect_json = false;
+    auto* c_inspect = app.add_subcommand("inspect", "what a checkpoint directory holds: tensors, shapes, dtypes, parameters, cache size, and what is missing or unexpected");
+    c_inspect->add_option("dir", inspect_dir, "Hugging Face checkpoint directory")->required();
+    c_inspect->add_flag("--tensors", inspect_tensors, "list every tensor");
+    c_inspect->add_flag("--json", inspect_json, "machine-readable output");
+
     try {
         app.parse(argc, argv);
         if (*c_fwd) require_source(fwd.source, "forward");
@@ -75,7 +82,7 @@ int main(int argc, char** argv) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
         if (app.get_subcommands().empty() && argc > 1 && argv[1][0] != '-') {
-            std::cerr << "dsv2: error: unknown command \"" << argv[1] << "\" (commands: demo, forward, kv-cache, params)\n";
+            std::cerr << "dsv2: error: unknown command \"" << argv[1] << "\" (commands: demo, forward, generate, inspect, kv-cache, params)\n";
             return 2;
         }
         std::cerr << "dsv2: error: " << e.what() << " (see dsv2 --help)\n";
@@ -87,6 +94,7 @@ int main(int argc, char** argv) {
         if (*c_fwd) return dsv2::app::run_forward(fwd);
         if (*c_kv) return dsv2::app::run_kv_cache(kv_src, context, groups, bpe, kv_json);
         if (*c_params) return dsv2::app::run_params(p_src, p_json);
+        if (*c_inspect) return dsv2::app::run_inspect(inspect_dir, inspect_tensors, inspect_json);
     } catch (const std::exception& e) {
         std::cerr << "dsv2: error: " << e.what() << "\n";
         return 1;

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -35,7 +36,15 @@ template <typename S>
 Model<S> load_model(const ModelSource& src) {
     Config cfg = source_config(src);
     check_fits_in_memory(cfg, int64_t(sizeof(S)), source_name(src));
-    Weights<S> w = src.model_dir.empty() ? random_weights<S>(cfg, src.seed) : load_weights<S>(src.model_dir, cfg);
+    if (src.model_dir.empty()) {
+        Weights<S> w = random_weights<S>(cfg, src.seed);
+        return Model<S>(std::move(cfg), std::move(w));
+    }
+    std::vector<std::string> unexpected;
+    Weights<S> w = load_weights<S>(src.model_dir, cfg, /*progress=*/true, &unexpected);
+    if (!unexpected.empty())
+        std::fprintf(stderr, "dsv2: note: %s holds %zu tensors the config does not use (first: %s); see dsv2 inspect\n",
+                     src.model_dir.c_str(), unexpected.size(), unexpected.front().c_str());
     return Model<S>(std::move(cfg), std::move(w));
 }
 

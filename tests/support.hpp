@@ -3,8 +3,18 @@
 
 #include <catch2/catch.hpp>
 
+#include <dirent.h>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "dsv2/config.hpp"
 #include "dsv2/tensor.hpp"
@@ -40,5 +50,40 @@ inline Config tiny_lite() {
     c.validate();
     return c;
 }
+
+namespace detail {
+inline int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return std::remove(path); }
+}  // namespace detail
+
+/// A scratch directory under /tmp, removed with everything in it at the end of the test.
+struct TempDir {
+    std::string path;
+    TempDir() {
+        char tmpl[] = "/tmp/dsv2_test_XXXXXX";
+        const char* p = mkdtemp(tmpl);
+        REQUIRE(p != nullptr);
+        path = p;
+    }
+    ~TempDir() { nftw(path.c_str(), detail::remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    std::string operator/(const std::string& name) const { return path + "/" + name; }
+    /// Creates and returns the subdirectory `name`.
+    std::string subdir(const std::string& name) const {
+        const std::string p = path + "/" + name;
+        REQUIRE(mkdir(p.c_str(), 0700) == 0);
+        return p;
+    }
+    /// Names of the entries directly inside.
+    std::vector<std::string> files() const {
+        std::vector<std::string> out;
+        if (DIR* d = opendir(path.c_str())) {
+            while (const dirent* e = readdir(d))
+                if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) out.push_back(e->d_name);
+            closedir(d);
+        }
+        return out;
+    }
+};
 
 }  // namespace dsv2::test

@@ -52,25 +52,7 @@ std::vector<std::string> list_dir(const std::string& path) {
     return out;
 }
 
-int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return std::remove(path); }
-
-// A scratch directory, removed recursively at the end of the test.
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/dsv2_test_cli_XXXXXX";
-        const char* p = mkdtemp(tmpl);
-        REQUIRE(p != nullptr);
-        path = p;
-    }
-    ~TempDir() { nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
-    std::string operator/(const std::string& name) const { return path + "/" + name; }
-    std::string subdir(const std::string& name) const {
-        const std::string p = path + "/" + name;
-        REQUIRE(mkdir(p.c_str(), 0700) == 0);
-        return p;
-    }
-};
+using dsv2::test::TempDir;
 
 struct Run {
     int rc = -1;

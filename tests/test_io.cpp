@@ -24,30 +24,7 @@
 
 namespace {
 
-// A scratch directory, removed with its files (flat) at the end of the test.
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/dsv2_test_io_XXXXXX";
-        const char* p = mkdtemp(tmpl);
-        REQUIRE(p != nullptr);
-        path = p;
-    }
-    ~TempDir() {
-        for (const std::string& f : files()) std::remove((path + "/" + f).c_str());
-        rmdir(path.c_str());
-    }
-    std::string operator/(const std::string& name) const { return path + "/" + name; }
-    std::vector<std::string> files() const {
-        std::vector<std::string> out;
-        if (DIR* d = opendir(path.c_str())) {
-            while (const dirent* e = readdir(d))
-                if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) out.push_back(e->d_name);
-            closedir(d);
-        }
-        return out;
-    }
-};
+using dsv2::test::TempDir;
 
 std::string read_bytes(const std::string& path) {
     std::ifstream f(path, std::ios::binary);

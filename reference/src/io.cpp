@@ -8,6 +8,9 @@
 #include <limits>
 #include <sstream>
 #include <stdexcept>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -85,23 +88,12 @@ std::vector<double> RawTensor::to_double() const {
     const int64_t n = numel();
     std::vector<double> out(static_cast<size_t>(n));
     const uint8_t* p = bytes.data();
-    for (int64_t i = 0; i < n; ++i) {
-        switch (dtype) {
-            case DType::F32: { float v; std::memcpy(&v, p + 4 * i, 4); out[size_t(i)] = v; break; }
-            case DType::F64: { double v; std::memcpy(&v, p + 8 * i, 8); out[size_t(i)] = v; break; }
-            case DType::I32: { int32_t v; std::memcpy(&v, p + 4 * i, 4); out[size_t(i)] = v; break; }
-            case DType::I64: { int64_t v; std::memcpy(&v, p + 8 * i, 8); out[size_t(i)] = double(v); break; }
-            case DType::F16: { uint16_t v; std::memcpy(&v, p + 2 * i, 2); out[size_t(i)] = half_to_float(v); break; }
-            case DType::BF16: {
-                uint16_t v;
-                std::memcpy(&v, p + 2 * i, 2);
-                const uint32_t bits = uint32_t(v) << 16;
-                float f;
-                std::memcpy(&f, &bits, 4);
-                out[size_t(i)] = f;
-                break;
-            }
-        }
+    if (dtype == DType::I32) {
+        for (int64_t i = 0; i < n; ++i) { int32_t v; std::memcpy(&v, p + 4 * i, 4); out[size_t(i)] = v; }
+    } else if (dtype == DType::I64) {
+        for (int64_t i = 0; i < n; ++i) { int64_t v; std::memcpy(&v, p + 8 * i, 8); out[size_t(i)] = double(v); }
+    } else {
+        convert_floats<double>(dtype, p, n, out.data());
     }
     return out;
 }
@@ -165,80 +157,163 @@ void write_safetensors(const std::string& path, const std::map<std::string, RawT
     write_file_atomic(path, out);
 }
 
+int64_t SafetensorsFile::Entry::numel() const {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    return n;
+}
+
+SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
+    auto bad = [&](const std::string& what) { return std::runtime_error(path + ": " + what); };
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0) throw bad(std::string("cannot open for reading (") + std::strerror(errno) + ")");
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ::close(fd);
+        throw bad("not a regular file");
+    }
+    size_ = int64_t(st.st_size);
+    if (size_ < 8) {
+        ::close(fd);
+        throw bad("too short for a safetensors header (" + std::to_string(size_) + " bytes)");
+    }
+    void* m = ::mmap(nullptr, size_t(size_), PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (m == MAP_FAILED) throw bad(std::string("cannot map (") + std::strerror(errno) + ")");
+    map_ = static_cast<const uint8_t*>(m);
+    try {
+        uint64_t n = 0;
+        for (int i = 0; i < 8; ++i) n |= uint64_t(map_[i]) << (8 * i);
+        if (n > uint64_t(size_) - 8) throw bad("header length " + std::to_string(n) + " runs past the end of the file");
+        json h;
+        try {
+            h = json::parse(map_ + 8, map_ + 8 + n);
+        } catch (const json::parse_error& e) {
+            throw bad(std::string("header is not valid JSON (") + e.what() + ")");
+        }
+        if (!h.is_object()) throw bad("header is not a JSON object");
+        data_ = map_ + 8 + n;
+        const int64_t data_size = size_ - 8 - int64_t(n);
+
+        std::vector<std::pair<std::pair<int64_t, int64_t>, std::string>> spans;
+        for (auto it = h.begin(); it != h.end(); ++it) {
+            const std::string& name = it.key();
+            if (name == "__metadata__") {
+                if (!it->is_object()) throw bad("__metadata__ is not an object");
+                for (auto m2 = it->begin(); m2 != it->end(); ++m2) {
+                    if (!m2->is_string()) throw bad("__metadata__ value \"" + m2.key() + "\" is not a string");
+                    metadata_[m2.key()] = m2->get<std::string>();
+                }
+                continue;
+            }
+            auto tbad = [&](const std::string& what) { return bad("tensor \"" + name + "\": " + what); };
+            const json& e = *it;
+            if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
+                throw tbad("needs dtype, shape and data_offsets");
+            Entry t;
+            const std::string dt = e["dtype"].is_string() ? e["dtype"].get<std::string>() : "";
+            if (dt == "F32") t.dtype = DType::F32;
+            else if (dt == "F16") t.dtype = DType::F16;
+            else if (dt == "BF16") t.dtype = DType::BF16;
+            else if (dt == "F64") t.dtype = DType::F64;
+            else if (dt == "I32") t.dtype = DType::I32;
+            else if (dt == "I64") t.dtype = DType::I64;
+            else throw tbad("unsupported dtype " + e["dtype"].dump());
+            if (!e["shape"].is_array()) throw tbad("shape is not an array");
+            int64_t numel = 1;
+            for (const json& s : e["shape"]) {
+                if (!s.is_number_integer() || s.get<int64_t>() < 0) throw tbad("shape has a bad dimension " + s.dump());
+                t.shape.push_back(s.get<int64_t>());
+                numel = mul_checked(numel, t.shape.back());
+                if (numel < 0) throw tbad("shape overflows");
+            }
+            const json& o = e["data_offsets"];
+            if (!o.is_array() || o.size() != 2 || !o[0].is_number_unsigned() || !o[1].is_number_unsigned())
+                throw tbad("data_offsets must be two non-negative integers");
+            const uint64_t b = o[0].get<uint64_t>(), en = o[1].get<uint64_t>();
+            if (b > en || en > uint64_t(data_size))
+                throw tbad("data_offsets [" + std::to_string(b) + ", " + std::to_string(en) + "] outside the " +
+                           std::to_string(data_size) + "-byte data section");
+            const int64_t want = mul_checked(numel, dtype_size(t.dtype));
+            if (want < 0 || uint64_t(want) != en - b)
+                throw tbad("shape × dtype = " + std::to_string(want) + " bytes but data_offsets span " + std::to_string(en - b));
+            t.offset = int64_t(b);
+            t.nbytes = int64_t(en - b);
+            spans.push_back({{int64_t(b), int64_t(en)}, name});
+            tensors_.emplace(name, std::move(t));
+        }
+        std::sort(spans.begin(), spans.end());
+        for (size_t i = 1; i < spans.size(); ++i)
+            if (spans[i].first.first < spans[i - 1].first.second)
+                throw bad("tensors \"" + spans[i - 1].second + "\" and \"" + spans[i].second + "\" overlap");
+    } catch (...) {
+        ::munmap(const_cast<uint8_t*>(map_), size_t(size_));
+        throw;
+    }
+}
+
+SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept
+    : path_(std::move(o.path_)), map_(o.map_), size_(o.size_), data_(o.data_), tensors_(std::move(o.tensors_)),
+      metadata_(std::move(o.metadata_)) {
+    o.map_ = nullptr;
+}
+
+SafetensorsFile::~SafetensorsFile() {
+    if (map_) ::munmap(const_cast<uint8_t*>(map_), size_t(size_));
+}
+
+template <typename T>
+void convert_floats(DType dtype, const uint8_t* src, int64_t n, T* out) {
+    switch (dtype) {
+        case DType::F32:
+            for (int64_t i = 0; i < n; ++i) { float v; std::memcpy(&v, src + 4 * i, 4); out[i] = T(v); }
+            return;
+        case DType::F64:
+            for (int64_t i = 0; i < n; ++i) { double v; std::memcpy(&v, src + 8 * i, 8); out[i] = T(v); }
+            return;
+        case DType::F16:
+            for (int64_t i = 0; i < n; ++i) { uint16_t v; std::memcpy(&v, src + 2 * i, 2); out[i] = T(half_to_float(v)); }
+            return;
+        case DType::BF16:
+            for (int64_t i = 0; i < n; ++i) {
+                uint16_t v;
+                std::memcpy(&v, src + 2 * i, 2);
+                const uint32_t bits = uint32_t(v) << 16;
+                float f;
+                std::memcpy(&f, &bits, 4);
+                out[i] = T(f);
+            }
+            return;
+        case DType::I32: case DType::I64:
+            break;
+    }
+    throw std::invalid_argument(std::string("convert_floats: ") + to_string(dtype) + " is not a floating-point dtype");
+}
+
+template <typename T>
+void SafetensorsFile::read_as(const std::string& name, T* out) const {
+    auto it = tensors_.find(name);
+    if (it == tensors_.end()) throw std::runtime_error(path_ + ": no tensor \"" + name + "\"");
+    convert_floats<T>(it->second.dtype, bytes(it->second), it->second.numel(), out);
+}
+
+template void convert_floats<float>(DType, const uint8_t*, int64_t, float*);
+template void convert_floats<double>(DType, const uint8_t*, int64_t, double*);
+template void SafetensorsFile::read_as<float>(const std::string&, float*) const;
+template void SafetensorsFile::read_as<double>(const std::string&, double*) const;
+
 std::map<std::string, RawTensor> read_safetensors(const std::string& path,
                                                   std::map<std::string, std::string>* metadata) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw std::runtime_error(path + ": cannot open for reading");
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    const std::string file = ss.str();
-    auto bad = [&](const std::string& what) { return std::runtime_error(path + ": " + what); };
-
-    if (file.size() < 8) throw bad("too short for a safetensors header (" + std::to_string(file.size()) + " bytes)");
-    uint64_t n = 0;
-    for (int i = 0; i < 8; ++i) n |= uint64_t(uint8_t(file[size_t(i)])) << (8 * i);
-    if (n > file.size() - 8) throw bad("header length " + std::to_string(n) + " runs past the end of the file");
-    json h;
-    try {
-        h = json::parse(file.begin() + 8, file.begin() + 8 + int64_t(n));
-    } catch (const json::parse_error& e) {
-        throw bad(std::string("header is not valid JSON (") + e.what() + ")");
-    }
-    if (!h.is_object()) throw bad("header is not a JSON object");
-    const int64_t data_size = int64_t(file.size() - 8 - n);
-    const char* data = file.data() + 8 + n;
-
+    const SafetensorsFile f(path);
     std::map<std::string, RawTensor> out;
-    std::vector<std::pair<std::pair<int64_t, int64_t>, std::string>> spans;
-    for (auto it = h.begin(); it != h.end(); ++it) {
-        const std::string& name = it.key();
-        if (name == "__metadata__") {
-            if (!it->is_object()) throw bad("__metadata__ is not an object");
-            for (auto m = it->begin(); m != it->end(); ++m) {
-                if (!m->is_string()) throw bad("__metadata__ value \"" + m.key() + "\" is not a string");
-                if (metadata) (*metadata)[m.key()] = m->get<std::string>();
-            }
-            continue;
-        }
-        auto tbad = [&](const std::string& what) { return bad("tensor \"" + name + "\": " + what); };
-        const json& e = *it;
-        if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
-            throw tbad("needs dtype, shape and data_offsets");
+    for (const auto& [name, e] : f.tensors()) {
         RawTensor t;
-        const std::string dt = e["dtype"].is_string() ? e["dtype"].get<std::string>() : "";
-        if (dt == "F32") t.dtype = DType::F32;
-        else if (dt == "F16") t.dtype = DType::F16;
-        else if (dt == "BF16") t.dtype = DType::BF16;
-        else if (dt == "F64") t.dtype = DType::F64;
-        else if (dt == "I32") t.dtype = DType::I32;
-        else if (dt == "I64") t.dtype = DType::I64;
-        else throw tbad("unsupported dtype " + e["dtype"].dump());
-        if (!e["shape"].is_array()) throw tbad("shape is not an array");
-        int64_t numel = 1;
-        for (const json& s : e["shape"]) {
-            if (!s.is_number_integer() || s.get<int64_t>() < 0) throw tbad("shape has a bad dimension " + s.dump());
-            t.shape.push_back(s.get<int64_t>());
-            numel = mul_checked(numel, t.shape.back());
-            if (numel < 0) throw tbad("shape overflows");
-        }
-        const json& o = e["data_offsets"];
-        if (!o.is_array() || o.size() != 2 || !o[0].is_number_unsigned() || !o[1].is_number_unsigned())
-            throw tbad("data_offsets must be two non-negative integers");
-        const uint64_t b = o[0].get<uint64_t>(), en = o[1].get<uint64_t>();
-        if (b > en || en > uint64_t(data_size))
-            throw tbad("data_offsets [" + std::to_string(b) + ", " + std::to_string(en) + "] outside the " +
-                       std::to_string(data_size) + "-byte data section");
-        const int64_t want = mul_checked(numel, dtype_size(t.dtype));
-        if (want < 0 || uint64_t(want) != en - b)
-            throw tbad("shape × dtype = " + std::to_string(want) + " bytes but data_offsets span " + std::to_string(en - b));
-        t.bytes.assign(data + b, data + en);
-        spans.push_back({{int64_t(b), int64_t(en)}, name});
+        t.dtype = e.dtype;
+        t.shape = e.shape;
+        t.bytes.assign(f.bytes(e), f.bytes(e) + e.nbytes);
         out.emplace(name, std::move(t));
     }
-    std::sort(spans.begin(), spans.end());
-    for (size_t i = 1; i < spans.size(); ++i)
-        if (spans[i].first.first < spans[i - 1].first.second)
-            throw bad("tensors \"" + spans[i - 1].second + "\" and \"" + spans[i].second + "\" overlap");
+    if (metadata) *metadata = f.metadata();
     return out;
 }
 

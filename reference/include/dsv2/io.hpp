@@ -28,13 +28,54 @@ struct RawTensor {
     std::vector<double> to_double() const;
 };
 
+/// A safetensors file opened for reading: memory-mapped, its header validated on open — JSON,
+/// dtypes, shapes, offsets inside the data section, in order and not overlapping, and
+/// shape × dtype size = byte length. Errors (std::runtime_error) name the file and tensor.
+class SafetensorsFile {
+public:
+    struct Entry {
+        DType dtype = DType::F32;
+        std::vector<int64_t> shape;
+        int64_t offset = 0;  ///< from the start of the data section
+        int64_t nbytes = 0;
+        int64_t numel() const;
+    };
+
+    explicit SafetensorsFile(const std::string& path);
+    ~SafetensorsFile();
+    SafetensorsFile(SafetensorsFile&& other) noexcept;
+    SafetensorsFile(const SafetensorsFile&) = delete;
+    SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+    SafetensorsFile& operator=(SafetensorsFile&&) = delete;
+
+    const std::string& path() const { return path_; }
+    int64_t file_size() const { return size_; }
+    const std::map<std::string, Entry>& tensors() const { return tensors_; }
+    const std::map<std::string, std::string>& metadata() const { return metadata_; }
+    /// The raw little-endian bytes of a tensor (valid while the file is open).
+    const uint8_t* bytes(const Entry& e) const { return data_ + e.offset; }
+    /// Converts a floating-point tensor (F32, F16, BF16, F64) to T, `out` holding numel values.
+    template <typename T>
+    void read_as(const std::string& name, T* out) const;
+
+private:
+    std::string path_;
+    const uint8_t* map_ = nullptr;
+    int64_t size_ = 0;
+    const uint8_t* data_ = nullptr;
+    std::map<std::string, Entry> tensors_;
+    std::map<std::string, std::string> metadata_;
+};
+
+/// Converts n little-endian values of a floating dtype (F32, F16, BF16, F64) to T.
+template <typename T>
+void convert_floats(DType dtype, const uint8_t* src, int64_t n, T* out);
+
 /// Writes `tensors` (name → tensor) with optional string metadata, data in name order.
 void write_safetensors(const std::string& path, const std::map<std::string, RawTensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
-/// Reads a whole safetensors file, validating its header: JSON, dtypes, shapes, offsets inside
-/// the file, in order and not overlapping, and shape × dtype size = byte length. Errors name the
-/// file and tensor.
+/// Reads a whole safetensors file into memory (validated as SafetensorsFile).
 std::map<std::string, RawTensor> read_safetensors(const std::string& path,
                                                   std::map<std::string, std::string>* metadata = nullptr);
 
