@@ -338,3 +338,43 @@ TEST_CASE("an unknown preset name lists the known presets", "[config]") {
     const std::vector<std::string> names = dsv2::preset_names();
     CHECK(names == std::vector<std::string>{"deepseek-v2", "deepseek-v2-lite", "tiny"});
 }
+
+TEST_CASE("transformers 5's rope_parameters is read like rope_theta + rope_scaling", "[config]") {
+    const dsv2::Config want = dsv2::config_preset("deepseek-v2-lite");
+    json j = lite_json();
+    json rp = j["rope_scaling"];
+    rp.erase("type");
+    rp["rope_type"] = "yarn";
+    rp["rope_theta"] = j["rope_theta"];
+    j["rope_parameters"] = rp;
+    SECTION("alone") {
+        j.erase("rope_scaling");
+        j.erase("rope_theta");
+        const dsv2::Config c = dsv2::config_from_json_text(j.dump(), "v5.json");
+        CHECK(c.has_yarn);
+        CHECK(c.yarn.s == want.yarn.s);
+        CHECK(c.yarn.mscale_all_dim == want.yarn.mscale_all_dim);
+        CHECK(c.rope_theta == want.rope_theta);
+    }
+    SECTION("beside the released keys, agreeing") {
+        const dsv2::Config c = dsv2::config_from_json_text(j.dump(), "both.json");
+        CHECK(c.yarn.L0 == want.yarn.L0);
+    }
+    SECTION("disagreeing with rope_scaling") {
+        j["rope_parameters"]["factor"] = 4.0;
+        CHECK_THROWS_WITH(dsv2::config_from_json_text(j.dump(), "x.json"), Catch::Contains("rope_parameters"));
+    }
+    SECTION("plain RoPE as rope_type default") {
+        j.erase("rope_scaling");
+        j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 50000.0}};
+        j.erase("rope_theta");
+        const dsv2::Config c = dsv2::config_from_json_text(j.dump(), "x.json");
+        CHECK_FALSE(c.has_yarn);
+        CHECK(c.rope_theta == 50000.0);
+    }
+    SECTION("an unsupported rope_type is named") {
+        j.erase("rope_scaling");
+        j["rope_parameters"]["rope_type"] = "longrope";
+        CHECK_THROWS_WITH(dsv2::config_from_json_text(j.dump(), "x.json"), Catch::Contains("rope_parameters.type"));
+    }
+}

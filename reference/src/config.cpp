@@ -1,6 +1,7 @@
 // Config presets, validation and the Hugging Face config.json reader.
 #include "dsv2/config.hpp"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <fstream>
@@ -51,6 +52,7 @@ void Config::validate(const std::string& where) const {
     if (!(rope_theta > 1.0)) fail(where, "rope_theta", "must be > 1");
     if (!(rms_norm_eps > 0.0) || rms_norm_eps > 1.0) fail(where, "rms_norm_eps", "must be in (0, 1]");
 
+    if (N_r > 0 && moe_layer_freq < 1) fail(where, "moe_layer_freq", "must be >= 1");  // before is_moe_layer divides by it
     bool any_dense = false;
     for (int64_t l = 0; l < L; ++l) any_dense = any_dense || !is_moe_layer(l);
     if (any_dense) positive(d_ff, "intermediate_size");
@@ -62,7 +64,6 @@ void Config::validate(const std::string& where) const {
         if (N_s < 0) fail(where, "n_shared_experts", "must be null or a non-negative integer");
         if (K_r < 1 || K_r > N_r)
             fail(where, "num_experts_per_tok", "must be in [1, n_routed_experts = " + std::to_string(N_r) + "], got " + std::to_string(K_r));
-        if (moe_layer_freq < 1) fail(where, "moe_layer_freq", "must be >= 1");
         if (first_k_dense_replace < 0) fail(where, "first_k_dense_replace", "must be >= 0");
         if (!(routed_scaling_factor > 0.0)) fail(where, "routed_scaling_factor", "must be > 0");
         if (topk_method == TopkMethod::group_limited_greedy) {
@@ -74,6 +75,16 @@ void Config::validate(const std::string& where) const {
                 fail(where, "num_experts_per_tok", "exceeds the experts in topk_group groups (" + std::to_string(G_k * (N_r / G)) + ")");
         }
     }
+    // Every dimension is capped, but their products could still overflow int64 further on: bound
+    // the parameter count (in double) well inside the range of exact integers.
+    const double dd = double(d), qk = double(n_h) * double(d_qk());
+    const double per_layer = dd * (double(d_q) + qk) + double(d_q) * qk + dd * qk + dd * double(d_c + d_R) +
+                             double(d_c) * double(n_h) * double(d_h + d_v) + double(n_h) * double(d_v) * dd +
+                             3.0 * dd * std::max(double(d_ff), double(N_r + N_s) * double(d_e)) + double(N_r) * dd;
+    const double bound = 2.0 * double(V) * dd + double(L) * per_layer;
+    if (bound > 0x1p50)
+        throw std::invalid_argument(where + ": the sizes describe a model of about " + std::to_string(bound) +
+                                    " parameters, far beyond any real one (limit 2^50)");
     if (has_yarn) {
         if (!(yarn.s > 0.0)) fail(where, "rope_scaling.factor", "must be > 0");
         if (yarn.L0 <= 0) fail(where, "rope_scaling.original_max_position_embeddings", "must be a positive integer");
@@ -244,26 +255,56 @@ Config config_from_json_text(const std::string& text, const std::string& where) 
     if (r.boolean("attention_bias", false)) fail(where, "attention_bias", "is true; DeepSeek-V2 projections have no bias");
     if (r.boolean("tie_word_embeddings", false)) fail(where, "tie_word_embeddings", "is true; DeepSeek-V2 keeps lm_head separate");
 
-    c.rope_theta = r.number("rope_theta", false, 10000.0);
     c.rms_norm_eps = r.number("rms_norm_eps", false, 1e-6);
     c.max_position_embeddings = r.integer("max_position_embeddings", true, 0);
     c.bos_token_id = r.nullable_integer("bos_token_id", -1);
     c.eos_token_id = r.nullable_integer("eos_token_id", -1);
 
+    // RoPE settings: the released configs carry "rope_theta" and "rope_scaling"; transformers 5
+    // writes them as one "rope_parameters" object instead (rope_type "default" or "yarn", with
+    // rope_theta inside). Both are read; when both are present they must agree.
+    auto read_rope = [&](const json& obj, const std::string& key, double* theta, bool* yarn, Yarn* y) {
+        if (!obj.is_object()) fail(where, key, "must be null or an object, got " + obj.dump());
+        Reader q{obj, where, key + "."};
+        std::string type = q.string("type", q.string("rope_type", ""));
+        if (type.empty() && key == "rope_parameters") type = "default";
+        if (type == "default") {
+            *yarn = false;
+        } else if (type == "yarn") {
+            *yarn = true;
+            // Defaults as in DeepSeek's DeepseekV2YarnRotaryEmbedding.
+            y->s = q.number("factor", true, 1.0);
+            y->L0 = q.integer("original_max_position_embeddings", false, 4096);
+            y->beta_fast = q.number("beta_fast", false, 32.0);
+            y->beta_slow = q.number("beta_slow", false, 1.0);
+            y->mscale = q.number("mscale", false, 1.0);
+            y->mscale_all_dim = q.number("mscale_all_dim", false, 0.0);
+        } else {
+            fail(where, key + ".type", "is \"" + type + "\"; dsv2 supports \"yarn\" or no scaling");
+        }
+        if (theta) *theta = q.number("rope_theta", false, *theta);
+    };
+    c.rope_theta = r.number("rope_theta", false, 10000.0);
     const json* rs = r.find("rope_scaling");
     if (rs && !rs->is_null()) {
-        if (!rs->is_object()) fail(where, "rope_scaling", "must be null or an object, got " + rs->dump());
-        Reader y{*rs, where, "rope_scaling."};
-        std::string type = y.string("type", y.string("rope_type", ""));
-        if (type != "yarn") fail(where, "rope_scaling.type", "is \"" + type + "\"; dsv2 supports \"yarn\" or no rope_scaling");
-        c.has_yarn = true;
-        // Defaults as in DeepSeek's DeepseekV2YarnRotaryEmbedding.
-        c.yarn.s = y.number("factor", true, 1.0);
-        c.yarn.L0 = y.integer("original_max_position_embeddings", false, 4096);
-        c.yarn.beta_fast = y.number("beta_fast", false, 32.0);
-        c.yarn.beta_slow = y.number("beta_slow", false, 1.0);
-        c.yarn.mscale = y.number("mscale", false, 1.0);
-        c.yarn.mscale_all_dim = y.number("mscale_all_dim", false, 0.0);
+        read_rope(*rs, "rope_scaling", nullptr, &c.has_yarn, &c.yarn);
+        if (!c.has_yarn) fail(where, "rope_scaling.type", "is \"default\"; use null for no scaling");
+    }
+    const json* rp = r.find("rope_parameters");
+    if (rp && !rp->is_null()) {
+        double theta = c.rope_theta;
+        bool yarn = false;
+        Yarn y;
+        read_rope(*rp, "rope_parameters", &theta, &yarn, &y);
+        const bool has_scaling = rs && !rs->is_null();
+        if (has_scaling && (yarn != c.has_yarn || y.s != c.yarn.s || y.L0 != c.yarn.L0 || y.beta_fast != c.yarn.beta_fast ||
+                            y.beta_slow != c.yarn.beta_slow || y.mscale != c.yarn.mscale ||
+                            y.mscale_all_dim != c.yarn.mscale_all_dim))
+            fail(where, "rope_parameters", "disagrees with \"rope_scaling\"");
+        if (r.find("rope_theta") && theta != c.rope_theta) fail(where, "rope_parameters.rope_theta", "disagrees with \"rope_theta\"");
+        c.rope_theta = theta;
+        c.has_yarn = yarn;
+        c.yarn = yarn ? y : c.yarn;
     }
     c.validate(where);
     return c;
