@@ -76,8 +76,9 @@ int forward_in(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
     const int64_t prefill = o.prefill < 0 ? T : o.prefill;
     const AttentionForm form = o.attention == "naive" ? AttentionForm::naive : AttentionForm::absorbed;
 
-    Trace trace;
-    Trace* tr = o.dump.empty() ? nullptr : &trace;
+    // Every run is guarded: a NaN or Inf is reported at the first intermediate that holds it.
+    Trace trace(nullptr, /*store=*/!o.dump.empty());
+    Trace* tr = &trace;
     LatentCache<S> cache(cfg, T);
     Mat<float> logits(T, cfg.V);                                                // [T, V]
     int64_t done = 0;
@@ -89,6 +90,9 @@ int forward_in(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
     if (prefill > 0) step(prefill);
     while (done < T) step(1);
 
+    if (!trace.first_nonfinite().empty())
+        throw std::runtime_error("non-finite values (NaN or Inf) first appear in " + trace.first_nonfinite() +
+                                 "; nothing written");
     write_npy_f32(o.out, logits.data(), {T, cfg.V});
     if (!o.dump.empty()) {
         std::map<std::string, RawTensor> tensors;

@@ -62,6 +62,16 @@ int main(int argc, char** argv) {
     add_source(c_params, p_src, true);
     c_params->add_flag("--json", p_json, "machine-readable output");
 
+    dsv2::app::GenerateOptions gen;
+    auto* c_gen = app.add_subcommand("generate", "text generation from a checkpoint directory with its tokenizer.json");
+    c_gen->add_option("--model", gen.model_dir, "Hugging Face checkpoint directory (config.json, safetensors, tokenizer.json)")->required();
+    c_gen->add_option("--prompt", gen.prompt, "prompt text")->required();
+    c_gen->add_option("--max-new-tokens", gen.max_new_tokens, "tokens to generate at most")->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
+    c_gen->add_option("--temperature", gen.temperature, "0 = greedy; > 0 samples")->check(CLI::Range(0.0, 100.0))->capture_default_str();
+    c_gen->add_option("--top-p", gen.top_p, "nucleus sampling mass, in (0, 1]")->check(CLI::Range(1e-9, 1.0))->capture_default_str();
+    c_gen->add_option("--seed", gen.seed, "seed of the sampler")->capture_default_str();
+    c_gen->add_option("--attention", gen.attention, "naive or absorbed")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
+
     std::string inspect_dir;
     bool inspect_tensors = false, inspect_json = false;
     auto* c_inspect = app.add_subcommand("inspect", "what a checkpoint directory holds: tensors, shapes, dtypes, parameters, cache size, and what is missing or unexpected");
@@ -94,6 +104,7 @@ int main(int argc, char** argv) {
         if (*c_fwd) return dsv2::app::run_forward(fwd);
         if (*c_kv) return dsv2::app::run_kv_cache(kv_src, context, groups, bpe, kv_json);
         if (*c_params) return dsv2::app::run_params(p_src, p_json);
+        if (*c_gen) return dsv2::app::run_generate(gen);
         if (*c_inspect) return dsv2::app::run_inspect(inspect_dir, inspect_tensors, inspect_json);
     } catch (const std::exception& e) {
         std::cerr << "dsv2: error: " << e.what() << "\n";

@@ -141,3 +141,27 @@ TEST_CASE("the model refuses weights that do not match the config, naming the te
         CHECK(std::string(e.what()).find("model.layers.2.self_attn.kv_b_proj.weight") != std::string::npos);
     }
 }
+
+TEST_CASE("a NaN or Inf is reported at the first intermediate that holds it, even when nothing is stored") {
+    const Config c = config_preset("tiny");
+    Weights<float> w = random_weights<float>(c, 7);
+    w.mutable_mat("model.layers.1.self_attn.kv_a_layernorm.weight")(0, 5) = std::numeric_limits<float>::quiet_NaN();
+    const Model<float> m(c, w);
+    for (bool store : {true, false}) {
+        Trace guard(nullptr, store);
+        LatentCache<float> cache(c);
+        m.forward({1, 2, 3}, cache, AttentionForm::absorbed, &guard);
+        CHECK(guard.first_nonfinite() == "layers.1.attn.c_kv (token 0)");
+        CHECK(guard.entries().empty() == !store);
+    }
+    // Inf in the embedding of one token: named with that token's index, across decode steps.
+    Weights<float> w2 = random_weights<float>(c, 7);
+    w2.mutable_mat("model.embed_tokens.weight")(9, 0) = std::numeric_limits<float>::infinity();
+    const Model<float> m2(c, w2);
+    Trace guard(nullptr, false);
+    LatentCache<float> cache(c);
+    m2.forward({1, 2}, cache, AttentionForm::naive, &guard);
+    CHECK(guard.first_nonfinite().empty());
+    m2.forward({9}, cache, AttentionForm::naive, &guard);
+    CHECK(guard.first_nonfinite() == "embed (token 2)");
+}

@@ -1,6 +1,8 @@
 #include "dsv2/moe.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 
@@ -14,8 +16,10 @@ std::vector<int64_t> topk_indices(const double* scores, int64_t n, int64_t k, co
     for (int64_t i = 0; i < n; ++i)
         if (allowed.empty() || allowed[size_t(i)]) idx.push_back(i);
     if (k > int64_t(idx.size())) throw std::logic_error("topk_indices: k exceeds the candidates");
-    // Higher score first; equal scores: lower index first.
-    auto better = [&](int64_t a, int64_t b) { return scores[a] > scores[b] || (scores[a] == scores[b] && a < b); };
+    // Higher score first; equal scores: lower index first. A NaN ranks last (a strict weak order
+    // even for poisoned inputs; the forward pass reports the NaN by name).
+    auto key = [&](int64_t i) { return std::isnan(scores[i]) ? -std::numeric_limits<double>::infinity() : scores[i]; };
+    auto better = [&](int64_t a, int64_t b) { return key(a) > key(b) || (key(a) == key(b) && a < b); };
     std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), better);
     idx.resize(size_t(k));
     return idx;

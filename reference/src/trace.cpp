@@ -12,6 +12,14 @@ const Trace::Entry& Trace::at(const std::string& name) const {
     return it->second;
 }
 
+void Trace::note_nonfinite(const std::string& name, int64_t first_row, const Mat<double>& rows) {
+    for (Eigen::Index r = 0; r < rows.rows(); ++r)
+        if (!rows.row(r).allFinite()) {
+            first_nonfinite_ = name + " (token " + std::to_string(first_row + r) + ")";
+            return;
+        }
+}
+
 void Trace::append(const std::string& name, const Mat<double>& rows, bool integer) {
     auto it = entries_.find(name);
     if (it == entries_.end()) {

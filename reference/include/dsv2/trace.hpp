@@ -51,17 +51,26 @@ public:
         bool integer = false;  ///< an index tensor (written as I32 by --dump)
     };
 
-    /// Records everything, or only the names `want` accepts.
-    explicit Trace(std::function<bool(const std::string&)> want = nullptr) : want_(std::move(want)) {}
+    /// Records everything, or only the names `want` accepts. With store = false nothing is kept:
+    /// the trace is only a guard that notes the first intermediate holding a NaN or an Inf.
+    explicit Trace(std::function<bool(const std::string&)> want = nullptr, bool store = true)
+        : want_(std::move(want)), store_(store) {}
 
-    bool wants(const std::string& name) const { return !want_ || want_(name); }
+    bool wants(const std::string& name) const { return store_ && (!want_ || want_(name)); }
 
-    /// Appends the rows of `m` to the entry `name` (created on first use).
+    /// Appends the rows of `m` to the entry `name` (created on first use). Every intermediate,
+    /// kept or not, is checked for NaN and Inf.
     template <typename Derived>
     void record(const std::string& name, const Eigen::MatrixBase<Derived>& m, bool integer = false) {
+        int64_t& seen = rows_seen_[name];
+        if (first_nonfinite_.empty() && !m.allFinite()) note_nonfinite(name, seen, m.template cast<double>());
+        seen += m.rows();
         if (!wants(name)) return;
         append(name, m.template cast<double>(), integer);
     }
+
+    /// "layers.2.attn.o (token 3)": where the first NaN or Inf appeared; empty when none did.
+    const std::string& first_nonfinite() const { return first_nonfinite_; }
 
     const std::map<std::string, Entry>& entries() const { return entries_; }
     /// Names in the order the forward pass first produced them.
@@ -71,8 +80,12 @@ public:
 
 private:
     void append(const std::string& name, const Mat<double>& rows, bool integer);
+    void note_nonfinite(const std::string& name, int64_t first_row, const Mat<double>& rows);
 
     std::function<bool(const std::string&)> want_;
+    bool store_ = true;
+    std::string first_nonfinite_;
+    std::map<std::string, int64_t> rows_seen_;  ///< per name, kept or not: token index of the next row
     std::map<std::string, Entry> entries_;
     std::vector<std::string> order_;
 };
