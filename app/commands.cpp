@@ -146,6 +146,10 @@ int run_forward(const ForwardOptions& o) {
         if (tokens[t] >= cfg.V)
             throw std::invalid_argument("--tokens: token " + std::to_string(tokens[t]) + " (item " + std::to_string(t) +
                                         ") is outside the vocabulary [0, " + std::to_string(cfg.V) + ")");
+    const int64_t T = int64_t(tokens.size());
+    const int64_t bytes = o.precision == "fp64" ? 8 : 4;
+    check_fits_in_memory(cfg, bytes, source_name(o.source));  // the weights alone, then the whole run
+    check_run_fits(cfg, T, o.prefill < 0 ? T : o.prefill, bytes, !o.dump.empty(), "--tokens");
     check_writable(o.out, "--out");
     if (!o.dump.empty()) check_writable(o.dump, "--dump");
     if (!o.dump.empty() && o.dump == o.out) throw std::invalid_argument("--dump and --out name the same file");

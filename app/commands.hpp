@@ -9,6 +9,7 @@ namespace dsv2 {
 template <typename S>
 class Model;
 class Tokenizer;
+class Trace;
 }  // namespace dsv2
 
 namespace dsv2::app {
@@ -30,9 +31,16 @@ struct ForwardOptions {
     std::string dump;          ///< optional intermediates .safetensors
 };
 
+/// The embedded default model: trained by tools/train/, shipped in data/models/kjv-tiny.
+std::string default_model_dir();
+
 struct DemoOptions {
-    std::string prompt = "DeepSeek-V2 compresses keys and values into a latent: ";
-    int64_t max_new_tokens = 32;
+    std::string model_dir;  ///< empty: the embedded default
+    std::string prompt = "And God said";
+    int64_t max_new_tokens = 48;
+    double temperature = 0.8;  ///< a greedy small model loops; light sampling, seeded, reads better
+    double top_p = 0.9;
+    uint64_t seed = 1;
     std::string attention = "absorbed";
 };
 
@@ -61,7 +69,9 @@ int run_params(const ModelSource& src, bool as_json);
 int run_inspect(const std::string& dir, bool list_tensors, bool as_json);
 
 /// Prompt → tokens → prefill → decode (sampled as `o` says) → text; `stream` prints as it goes.
-GenerateResult generate_text(const Model<float>& model, const Tokenizer& tok, const GenerateOptions& o, bool stream);
+/// `trace`, if given, records every step (and guards against NaN/Inf).
+GenerateResult generate_text(const Model<float>& model, const Tokenizer& tok, const GenerateOptions& o, bool stream,
+                             Trace* trace = nullptr);
 
 /// Parses "3,14,15" strictly: integers separated by commas, nothing else.
 std::vector<int32_t> parse_tokens(const std::string& text);

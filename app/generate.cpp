@@ -17,7 +17,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
-GenerateResult generate_text(const Model<float>& model, const Tokenizer& tok, const GenerateOptions& o, bool stream) {
+GenerateResult generate_text(const Model<float>& model, const Tokenizer& tok, const GenerateOptions& o, bool stream,
+                             Trace* trace) {
     const Config& cfg = model.config();
     GenerateResult r;
     r.prompt_ids = tok.encode(o.prompt, /*add_special=*/true);
@@ -36,7 +37,7 @@ GenerateResult generate_text(const Model<float>& model, const Tokenizer& tok, co
     const SamplingOptions sopt{o.temperature, o.top_p};
 
     auto t0 = std::chrono::steady_clock::now();
-    Mat<float> logits = model.forward(r.prompt_ids, cache, form);
+    Mat<float> logits = model.forward(r.prompt_ids, cache, form, trace);
     r.prefill_seconds = seconds_since(t0);
     if (stream) {
         std::cout << o.prompt << std::flush;
@@ -55,7 +56,7 @@ GenerateResult generate_text(const Model<float>& model, const Tokenizer& tok, co
                 shown = text;
             }
         }
-        if (i + 1 < o.max_new_tokens) logits = model.forward({next}, cache, form);
+        if (i + 1 < o.max_new_tokens) logits = model.forward({next}, cache, form, trace);
     }
     r.decode_seconds = seconds_since(t0);
     r.text = tok.decode(r.new_ids, /*skip_special=*/true);
@@ -67,7 +68,10 @@ int run_generate(const GenerateOptions& o) {
     const ModelSource src{"", 0, o.model_dir};
     const Tokenizer tok = Tokenizer::from_file(o.model_dir + "/tokenizer.json");
     const Model<float> model = load_model<float>(src);
-    const GenerateResult r = generate_text(model, tok, o, /*stream=*/true);
+    Trace guard(nullptr, /*store=*/false);
+    const GenerateResult r = generate_text(model, tok, o, /*stream=*/true, &guard);
+    if (!guard.first_nonfinite().empty())
+        throw std::runtime_error("non-finite values (NaN or Inf) first appear in " + guard.first_nonfinite());
     std::fprintf(stderr, "dsv2 generate: prompt %zu tokens in %.1f ms (%.0f tokens/s); %zu new tokens in %.1f ms (%.1f tokens/s), %s\n",
                  r.prompt_ids.size(), 1e3 * r.prefill_seconds, double(r.prompt_ids.size()) / r.prefill_seconds,
                  r.new_ids.size(), 1e3 * r.decode_seconds,

@@ -32,8 +32,12 @@ int main(int argc, char** argv) {
 
     dsv2::app::DemoOptions demo;
     auto* c_demo = app.add_subcommand("demo", "the main job: prompt → prefill → decode through the latent cache, on the embedded default model");
+    c_demo->add_option("--model", demo.model_dir, "checkpoint directory with tokenizer.json (default: the embedded data/models/kjv-tiny)");
     c_demo->add_option("--prompt", demo.prompt, "prompt text")->capture_default_str();
     c_demo->add_option("--max-new-tokens", demo.max_new_tokens, "tokens to generate")->check(CLI::Range(int64_t(1), int64_t(4096)))->capture_default_str();
+    c_demo->add_option("--temperature", demo.temperature, "0 = greedy; > 0 samples")->check(CLI::Range(0.0, 100.0))->capture_default_str();
+    c_demo->add_option("--top-p", demo.top_p, "nucleus sampling mass, in (0, 1]")->check(CLI::Range(1e-9, 1.0))->capture_default_str();
+    c_demo->add_option("--seed", demo.seed, "seed of the sampler")->capture_default_str();
     c_demo->add_option("--attention", demo.attention, "naive or absorbed")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
 
     dsv2::app::ForwardOptions fwd;

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
@@ -22,14 +23,32 @@ inline std::string source_name(const ModelSource& src) {
     return src.model_dir.empty() ? "preset " + src.preset + " (seed " + std::to_string(src.seed) + ")" : src.model_dir;
 }
 
+inline double physical_memory_bytes() { return double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE)); }
+
 /// Refuses, before allocating, a model whose weights cannot fit in this machine's memory.
 inline void check_fits_in_memory(const Config& cfg, int64_t bytes_per_element, const std::string& what) {
     const double need = double(weight_bytes(cfg, bytes_per_element));
-    const double have = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+    const double have = physical_memory_bytes();
     if (need > 0.8 * have)
         throw std::runtime_error(what + " needs " + std::to_string(int64_t(need / 1e9)) + " GB of weights at " +
                                  std::to_string(bytes_per_element) + " bytes per parameter; this machine has " +
                                  std::to_string(int64_t(have / 1e9)) + " GB of memory");
+}
+
+/// Refuses, before allocating, a run of T tokens (the first `prefill` in one call) whose working
+/// memory cannot fit beside the weights: logits [T, V] (float and S), the latent cache, the
+/// per-head attention scores of the largest call and, with a dump, every intermediate.
+inline void check_run_fits(const Config& cfg, int64_t T, int64_t prefill, int64_t bytes_per_element, bool dump,
+                           const std::string& what) {
+    const double Td = double(T), P = double(std::max<int64_t>(prefill, 1)), S = double(bytes_per_element);
+    double need = Td * double(cfg.V) * (4.0 + S) + double(cfg.L) * Td * double(cfg.cache_width()) * S +
+                  2.0 * P * Td * S * double(cfg.n_h) + double(weight_bytes(cfg, bytes_per_element));
+    if (dump) need += Td * 8.0 * (double(cfg.V) + double(cfg.L) * (20.0 * double(cfg.d) + 3.0 * double(cfg.n_h * cfg.d_c)));
+    const double have = physical_memory_bytes();
+    if (need > 0.8 * have)
+        throw std::invalid_argument(what + ": " + std::to_string(T) + " tokens would need about " +
+                                    std::to_string(int64_t(need / 1e9)) + " GB (weights, logits, cache, attention scores" +
+                                    (dump ? ", dump" : "") + "); this machine has " + std::to_string(int64_t(have / 1e9)) + " GB");
 }
 
 template <typename S>
