@@ -37,7 +37,12 @@ GenerateResult generate_text(const Model<float>& model, const Tokenizer& tok, co
     const SamplingOptions sopt{o.temperature, o.top_p};
 
     auto t0 = std::chrono::steady_clock::now();
+    auto check = [&] {  // stop at the first NaN or Inf, before sampling from it
+        if (trace && !trace->first_nonfinite().empty())
+            throw std::runtime_error("non-finite values (NaN or Inf) first appear in " + trace->first_nonfinite());
+    };
     Mat<float> logits = model.forward(r.prompt_ids, cache, form, trace);
+    check();
     r.prefill_seconds = seconds_since(t0);
     if (stream) {
         std::cout << o.prompt << std::flush;
@@ -56,7 +61,10 @@ GenerateResult generate_text(const Model<float>& model, const Tokenizer& tok, co
                 shown = text;
             }
         }
-        if (i + 1 < o.max_new_tokens) logits = model.forward({next}, cache, form, trace);
+        if (i + 1 < o.max_new_tokens) {
+            logits = model.forward({next}, cache, form, trace);
+            check();
+        }
     }
     r.decode_seconds = seconds_since(t0);
     r.text = tok.decode(r.new_ids, /*skip_special=*/true);
@@ -70,8 +78,6 @@ int run_generate(const GenerateOptions& o) {
     const Model<float> model = load_model<float>(src);
     Trace guard(nullptr, /*store=*/false);
     const GenerateResult r = generate_text(model, tok, o, /*stream=*/true, &guard);
-    if (!guard.first_nonfinite().empty())
-        throw std::runtime_error("non-finite values (NaN or Inf) first appear in " + guard.first_nonfinite());
     std::fprintf(stderr, "dsv2 generate: prompt %zu tokens in %.1f ms (%.0f tokens/s); %zu new tokens in %.1f ms (%.1f tokens/s), %s\n",
                  r.prompt_ids.size(), 1e3 * r.prefill_seconds, double(r.prompt_ids.size()) / r.prefill_seconds,
                  r.new_ids.size(), 1e3 * r.decode_seconds,

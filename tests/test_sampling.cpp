@@ -35,3 +35,13 @@ TEST_CASE("top-p keeps the smallest most-likely set reaching p") {
     CHECK(double(count[1]) / 50000 == Approx(0.5 / 0.8).margin(0.01));
     for (int i = 0; i < 1000; ++i) CHECK(sample_token(z, 4, SamplingOptions{1.0, 0.1}, rng) == 1);
 }
+
+TEST_CASE("NaN logits are refused, not sampled from") {
+    SamplingRng rng(1);
+    const float z[] = {0.1f, std::numeric_limits<float>::quiet_NaN(), 0.3f};
+    CHECK_THROWS_AS(sample_token(z, 3, SamplingOptions{0.8, 0.9}, rng), std::invalid_argument);
+    CHECK_THROWS_AS(sample_token(z, 3, SamplingOptions{}, rng), std::invalid_argument);
+    // a tiny top_p still keeps the most likely token
+    const float y[] = {0.1f, 2.0f, 0.3f};
+    CHECK(sample_token(y, 3, SamplingOptions{1.0, 1e-12}, rng) == 1);
+}

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace dsv2 {
@@ -31,6 +32,8 @@ private:
 template <typename S>
 int32_t sample_token(const S* logits, int64_t V, const SamplingOptions& opt, SamplingRng& rng) {
     if (V <= 0) throw std::invalid_argument("sample_token: empty logits");
+    for (int64_t i = 0; i < V; ++i)
+        if (std::isnan(double(logits[i]))) throw std::invalid_argument("sample_token: the logits hold a NaN (token " + std::to_string(i) + ")");
     if (opt.temperature <= 0.0) return int32_t(std::max_element(logits, logits + V) - logits);
     if (!(opt.top_p > 0.0 && opt.top_p <= 1.0)) throw std::invalid_argument("sample_token: top_p must be in (0, 1]");
     // p_i ∝ exp((z_i − max z) / T), most likely first (ties → lower id).
@@ -44,7 +47,8 @@ int32_t sample_token(const S* logits, int64_t V, const SamplingOptions& opt, Sam
     // Nucleus: the shortest prefix whose probability reaches top_p.
     int64_t keep = 0;
     double mass = 0;
-    while (keep < V && mass < opt.top_p * total) mass += p[size_t(keep++)];
+    do mass += p[size_t(keep++)];
+    while (keep < V && mass < opt.top_p * total);
     double u = rng.uniform() * mass;
     for (int64_t i = 0; i < keep; ++i) {
         if (u < p[size_t(i)]) return order[size_t(i)];
