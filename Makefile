@@ -59,7 +59,7 @@ fuzz-deps:
 fuzz: deps fuzz-deps
 	CC=clang CXX=clang++ cmake -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSV2_FUZZ=ON \
 	  -DDSV2_WITH_CUDA=OFF -DDSV2_BUILD_TESTS=OFF
-	cmake --build $(BUILD)-fuzz -j $(JOBS)
+	cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_safetensors fuzz_config fuzz_tokenizer
 	@for f in $(BUILD)-fuzz/bin/fuzz_*; do \
 	  name=$$(basename $$f); corpus=fuzz/corpus/$${name#fuzz_}; work=$(BUILD)-fuzz/corpus/$${name#fuzz_}; \
 	  mkdir -p $$work; echo "== $$name: $(FUZZ_SECONDS) s from $$corpus"; \
@@ -69,6 +69,49 @@ fuzz: deps fuzz-deps
 	  fi; \
 	  grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb)" $$work.log; \
 	done
+
+# --- learning material: notebooks, docs, exercises (Python and Doxygen only here, never in build/test) ---
+.PHONY: notebooks docs docs-deps exercise
+
+# The C++ notebooks (notebooks-cpp/) as .ipynb files with the outputs of the compiled run:
+# $(BUILD)/notebooks/NN_name.ipynb. Needs jupytext (tools/notebooks/requirements.txt, from PyPI).
+notebooks: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) --target notebook_programs -j $(JOBS)
+	@python3 -c "import jupytext" 2>/dev/null || python3 -m pip install -q -r tools/notebooks/requirements.txt
+	python3 tools/notebooks/to_ipynb.py --src notebooks-cpp --bin $(BUILD)/notebooks/bin --out $(BUILD)/notebooks
+
+# The documentation site (Doxygen, docs/Doxyfile) under $(BUILD)/docs/html; any warning fails it.
+DOCS_DEB := doxygen
+docs-deps:
+	@missing=""; for p in $(DOCS_DEB); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make docs-deps: installing$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+docs: docs-deps
+	@mkdir -p $(BUILD)/docs
+	( cat docs/Doxyfile; echo "OUTPUT_DIRECTORY = $(BUILD)/docs" ) | doxygen -
+	@echo "docs: $(BUILD)/docs/html/index.html"
+
+# One classroom exercise (exercises/README.md): builds YOUR exercises/exN_*/stub.cpp (or stub.cu)
+# against the fixed tests exercises/tests/test_exN.cpp and runs them.   make exercise N=3
+exercise: deps $(BUILD)/CMakeCache.txt
+	@test -n "$(N)" || { echo "usage: make exercise N=<number>   (exercises/README.md lists them)"; exit 2; }
+	@dir=$$(ls -d exercises/ex$(N)_* 2>/dev/null | head -n 1); \
+	if [ -z "$$dir" ]; then echo "make exercise: there is no exercise ex$(N) under exercises/"; exit 2; fi; \
+	if ! cmake --build $(BUILD) --target help | grep -Eq "(^|[ .:])ex$(N)(:|$$)"; then \
+	  echo "ex$(N): this build ($(BUILD)) has no target ex$(N): CUDA exercises need nvcc (exercises/README.md)"; exit 1; \
+	fi; \
+	if ! cmake --build $(BUILD) --target ex$(N) -j $(JOBS); then \
+	  echo "ex$(N): BUILD FAILED — fix the compile errors above in $$dir/stub.*"; exit 1; \
+	fi; \
+	$(BUILD)/exercises/bin/ex$(N); rc=$$?; echo; \
+	if [ $$rc -eq 0 ]; then echo "ex$(N): PASSED — every test in exercises/tests/test_ex$(N).cpp holds"; \
+	elif [ $$rc -eq 77 ]; then echo "ex$(N): SKIPPED — it builds, but there is no CUDA device here to run it"; \
+	else echo "ex$(N): FAILED — see the failures above; TODO(ex$(N)) means a function of $$dir/stub.* is not written yet"; exit 1; fi
 
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))

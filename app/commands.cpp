@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <stdexcept>
 
@@ -68,6 +69,22 @@ RawTensor to_raw(const Trace::Entry& e) {
     return t;
 }
 
+void print_routing_stats(const Config& cfg, const Trace& trace, int64_t D, int64_t M) {
+    std::printf("routing: D = %lld devices of %lld experts, M = %lld; terms before their α (L_ExpBal/α1, L_DevBal/α2, L_CommBal/α3)\n",
+                (long long)D, (long long)(cfg.N_r / D), (long long)M);
+    std::printf("layer  %-40s %10s %10s %10s\n", "tokens per expert", "expert", "device", "comm");
+    for (int64_t l = 0; l < cfg.L; ++l) {
+        if (!cfg.is_moe_layer(l)) continue;
+        const RoutingStats st = routing_stats(trace.at(iname(l, "moe.topk_idx")).data.cast<int32_t>(),
+                                              trace.at(iname(l, "moe.scores")).data, cfg.K_r, D, M);
+        std::string loads;
+        for (int64_t e : st.load) loads += std::to_string(e) + " ";
+        std::printf("%5lld  %-40s %10.4f %10.4f %10.4f\n", (long long)l, loads.c_str(), st.expert_balance,
+                    st.device_balance, st.comm_balance);
+    }
+    std::fflush(stdout);
+}
+
 template <typename S>
 int forward_in(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
     const Model<S> model = load_model<S>(o.source);
@@ -77,7 +94,12 @@ int forward_in(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
     const AttentionForm form = o.attention == "naive" ? AttentionForm::naive : AttentionForm::absorbed;
 
     // Every run is guarded: a NaN or Inf is reported at the first intermediate that holds it.
-    Trace trace(nullptr, /*store=*/!o.dump.empty());
+    const bool keep_routing = o.routing_stats && o.dump.empty();
+    Trace trace(keep_routing ? std::function<bool(const std::string&)>([](const std::string& n) {
+                    return n.find("moe.topk_idx") != std::string::npos || n.find("moe.scores") != std::string::npos;
+                })
+                             : nullptr,
+                /*store=*/!o.dump.empty() || o.routing_stats);
     Trace* tr = &trace;
     LatentCache<S> cache(cfg, T);
     Mat<float> logits(T, cfg.V);                                                // [T, V]
@@ -113,6 +135,7 @@ int forward_in(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
             throw;
         }
     }
+    if (o.routing_stats) print_routing_stats(cfg, trace, o.devices ? o.devices : cfg.G, o.device_limit ? o.device_limit : cfg.G_k);
     std::cerr << "dsv2 forward: " << T << " tokens (" << prefill << " prefill, " << (T - prefill)
               << " decode), " << o.attention << ", " << o.precision << " → " << o.out
               << (o.dump.empty() ? "" : " and " + o.dump) << "\n";
@@ -147,6 +170,13 @@ int run_forward(const ForwardOptions& o) {
             throw std::invalid_argument("--tokens: token " + std::to_string(tokens[t]) + " (item " + std::to_string(t) +
                                         ") is outside the vocabulary [0, " + std::to_string(cfg.V) + ")");
     const int64_t T = int64_t(tokens.size());
+    if (o.routing_stats) {
+        if (cfg.N_r == 0) throw std::invalid_argument("--routing-stats: the model has no MoE layers");
+        const int64_t D = o.devices ? o.devices : cfg.G, M = o.device_limit ? o.device_limit : cfg.G_k;
+        if (cfg.N_r % D != 0)
+            throw std::invalid_argument("--devices " + std::to_string(D) + ": must divide the " + std::to_string(cfg.N_r) + " routed experts");
+        if (M > D) throw std::invalid_argument("--device-limit " + std::to_string(M) + ": must be at most --devices " + std::to_string(D));
+    }
     const int64_t bytes = o.precision == "fp64" ? 8 : 4;
     check_fits_in_memory(cfg, bytes, source_name(o.source));  // the weights alone, then the whole run
     check_run_fits(cfg, T, o.prefill < 0 ? T : o.prefill, bytes, !o.dump.empty(), "--tokens");

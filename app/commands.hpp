@@ -29,6 +29,9 @@ struct ForwardOptions {
     std::string precision = "fp32";
     std::string out;           ///< logits .npy
     std::string dump;          ///< optional intermediates .safetensors
+    bool routing_stats = false;  ///< print expert loads and balance terms per MoE layer
+    int64_t devices = 0;       ///< D for the device / communication terms (0: the config's n_group)
+    int64_t device_limit = 0;  ///< M (0: the config's topk_group)
 };
 
 /// The embedded default model: trained by tools/train/, shipped in data/models/kjv-tiny.

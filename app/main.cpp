@@ -49,6 +49,9 @@ int main(int argc, char** argv) {
     c_fwd->add_option("--precision", fwd.precision, "fp32 or fp64")->check(CLI::IsMember({"fp32", "fp64"}))->capture_default_str();
     c_fwd->add_option("--out", fwd.out, "logits of every position, float32 [tokens, vocab], NumPy .npy")->required();
     c_fwd->add_option("--dump", fwd.dump, "also write every named intermediate (fp32; indices I32) as .safetensors");
+    c_fwd->add_flag("--routing-stats", fwd.routing_stats, "print, per MoE layer, the tokens per expert and the paper's expert-, device- and communication-balance terms");
+    c_fwd->add_option("--devices", fwd.devices, "D, devices the experts are split over (default: n_group)")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+    c_fwd->add_option("--device-limit", fwd.device_limit, "M, devices a token may reach (default: topk_group)")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
 
     dsv2::app::ModelSource kv_src;
     int64_t context = 4096, groups = 8, bpe = 2;
