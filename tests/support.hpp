@@ -1,4 +1,5 @@
-// Helpers shared by the tests: relative errors, random matrices, small configs.
+// Helpers shared by the tests: relative errors, random matrices, small configs, scratch
+// directories, and running the dsv2 command-line tool as a subprocess.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -6,13 +7,17 @@
 #include <dirent.h>
 #include <ftw.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -85,5 +90,64 @@ struct TempDir {
         return out;
     }
 };
+
+/// The whole content of a file ("" when it cannot be read).
+inline std::string read_bytes(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+/// Names of the entries directly inside `path` (empty when it is not a readable directory).
+inline std::vector<std::string> list_dir(const std::string& path) {
+    std::vector<std::string> out;
+    if (DIR* d = opendir(path.c_str())) {
+        while (const dirent* e = readdir(d))
+            if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) out.push_back(e->d_name);
+        closedir(d);
+    }
+    return out;
+}
+
+/// `s` quoted for /bin/sh.
+inline std::string quote(const std::string& s) {
+    std::string q = "'";
+    for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+    return q + "'";
+}
+
+/// What one run of the dsv2 binary did.
+struct Run {
+    int rc = -1;           ///< exit status as /bin/sh reports it: 128 + n when killed by signal n
+    std::string out, err;  ///< stdout and stderr
+    double seconds = 0;
+    int err_lines() const {
+        int n = 0;
+        for (char ch : err) n += ch == '\n';
+        return n;
+    }
+};
+
+/// Runs `dsv2 ARGS` (ARGS already quoted for /bin/sh) in `cwd`, capturing stdout and stderr in
+/// files of `capture_dir` (kept apart from `cwd` so that a test can check cwd holds no stray
+/// files afterwards).
+inline Run dsv2_run(const std::string& args, const std::string& cwd, const std::string& capture_dir) {
+    const std::string out = capture_dir + "/stdout.txt", err = capture_dir + "/stderr.txt";
+    const std::string cmd = "cd " + quote(cwd) + " && " + quote(DSV2_BINARY) + " " + args + " >" + quote(out) +
+                            " 2>" + quote(err) + " </dev/null";
+    const auto t0 = std::chrono::steady_clock::now();
+    const int status = std::system(cmd.c_str());
+    Run r;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    REQUIRE(status != -1);
+    REQUIRE(WIFEXITED(status));
+    r.rc = WEXITSTATUS(status);
+    r.out = read_bytes(out);
+    r.err = read_bytes(err);
+    std::remove(out.c_str());
+    std::remove(err.c_str());
+    return r;
+}
 
 }  // namespace dsv2::test

@@ -30,66 +30,17 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string read_bytes(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
 bool exists(const std::string& path) {
     struct stat st {};
     return stat(path.c_str(), &st) == 0;
 }
 
-std::vector<std::string> list_dir(const std::string& path) {
-    std::vector<std::string> out;
-    if (DIR* d = opendir(path.c_str())) {
-        while (const dirent* e = readdir(d))
-            if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) out.push_back(e->d_name);
-        closedir(d);
-    }
-    return out;
-}
-
+using dsv2::test::dsv2_run;
+using dsv2::test::list_dir;
+using dsv2::test::quote;
+using dsv2::test::read_bytes;
+using dsv2::test::Run;
 using dsv2::test::TempDir;
-
-struct Run {
-    int rc = -1;
-    std::string out, err;
-    double seconds = 0;
-    int err_lines() const {
-        int n = 0;
-        for (char ch : err) n += ch == '\n';
-        return n;
-    }
-};
-
-std::string quote(const std::string& s) {
-    std::string q = "'";
-    for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-    return q + "'";
-}
-
-// Runs `dsv2 ARGS` in `cwd`, capturing stdout and stderr in files of `capture_dir` (kept apart
-// from `cwd` so that a test can check cwd holds no stray files afterwards).
-Run dsv2_run(const std::string& args, const std::string& cwd, const std::string& capture_dir) {
-    const std::string out = capture_dir + "/stdout.txt", err = capture_dir + "/stderr.txt";
-    const std::string cmd = "cd " + quote(cwd) + " && " + quote(DSV2_BINARY) + " " + args + " >" + quote(out) +
-                            " 2>" + quote(err) + " </dev/null";
-    const auto t0 = std::chrono::steady_clock::now();
-    const int status = std::system(cmd.c_str());
-    Run r;
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    REQUIRE(status != -1);
-    REQUIRE(WIFEXITED(status));
-    r.rc = WEXITSTATUS(status);
-    r.out = read_bytes(out);
-    r.err = read_bytes(err);
-    std::remove(out.c_str());
-    std::remove(err.c_str());
-    return r;
-}
 
 // A float32 .npy as written by dsv2 (little-endian, C order).
 struct Npy {
