@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -26,11 +28,12 @@ std::vector<int32_t> parse_tokens(const std::string& text) {
         size_t j = text.find(',', i);
         if (j == std::string::npos) j = text.size();
         const std::string item = text.substr(i, j - i);
-        if (item.empty() || item.size() > 10 || item.find_first_not_of("0123456789") != std::string::npos)
+        if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos)
             throw std::invalid_argument("--tokens: \"" + item + "\" (item " + std::to_string(out.size()) +
                                         ") is not a non-negative integer; expected e.g. 3,14,15");
+        if (item.size() > 10 || std::stoll(item) > INT32_MAX)
+            throw std::invalid_argument("--tokens: " + item + " (item " + std::to_string(out.size()) + ") is too large");
         const long long v = std::stoll(item);
-        if (v > INT32_MAX) throw std::invalid_argument("--tokens: " + item + " is too large");
         out.push_back(int32_t(v));
         i = j + 1;
     }
@@ -41,15 +44,31 @@ namespace {
 
 // The directory of `path` must exist and be writable; checked before any work is done.
 void check_writable(const std::string& path, const char* option) {
+    if (path.empty()) throw std::invalid_argument(std::string(option) + ": the path is empty");
+    if (path.back() == '/') throw std::invalid_argument(std::string(option) + " " + path + ": names a directory, expected a file");
     const size_t slash = path.rfind('/');
     const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
     struct stat st {};
-    if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    if (stat(dir.c_str(), &st) != 0)
         throw std::invalid_argument(std::string(option) + " " + path + ": directory " + dir + " does not exist");
+    if (!S_ISDIR(st.st_mode))
+        throw std::invalid_argument(std::string(option) + " " + path + ": " + dir + " is not a directory");
     if (access(dir.c_str(), W_OK) != 0)
         throw std::invalid_argument(std::string(option) + " " + path + ": directory " + dir + " is not writable");
     if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
         throw std::invalid_argument(std::string(option) + " " + path + ": is a directory");
+}
+
+// Whether two output paths name the same file: their directories resolved, then the names.
+bool same_path(const std::string& a, const std::string& b) {
+    auto canonical = [](const std::string& p) {
+        const size_t slash = p.rfind('/');
+        const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : p.substr(0, slash));
+        char buf[PATH_MAX];
+        const char* real = realpath(dir.c_str(), buf);
+        return (real ? std::string(real) : dir) + "/" + (slash == std::string::npos ? p : p.substr(slash + 1));
+    };
+    return canonical(a) == canonical(b);
 }
 
 RawTensor to_raw(const Trace::Entry& e) {
@@ -182,7 +201,7 @@ int run_forward(const ForwardOptions& o) {
     check_run_fits(cfg, T, o.prefill < 0 ? T : o.prefill, bytes, !o.dump.empty(), "--tokens");
     check_writable(o.out, "--out");
     if (!o.dump.empty()) check_writable(o.dump, "--dump");
-    if (!o.dump.empty() && o.dump == o.out) throw std::invalid_argument("--dump and --out name the same file");
+    if (!o.dump.empty() && same_path(o.dump, o.out)) throw std::invalid_argument("--dump " + o.dump + ": names the same file as --out");
     return o.precision == "fp64" ? forward_in<double>(o, tokens) : forward_in<float>(o, tokens);
 }
 
@@ -195,6 +214,10 @@ int run_kv_cache(const ModelSource& src, int64_t context, int64_t groups, int64_
                         {"MQA", s.mqa, "2 d_h L"},
                         {"MLA", s.mla, "(d_c + d_R) L"},
                         {"HF-cache", s.decompressed, "n_h (d_h + d_R + d_v) L"}};
+    int64_t largest = 0;
+    for (const Row& r : rows) largest = std::max(largest, r.elems);
+    if (double(largest) * double(bpe) * double(context) > 9.0e18)
+        throw std::invalid_argument("--context " + std::to_string(context) + ": the cache totals would overflow 64-bit integers");
     if (as_json) {
         nlohmann::json j;
         j["source"] = source_name(src);
@@ -227,6 +250,20 @@ int run_kv_cache(const ModelSource& src, int64_t context, int64_t groups, int64_
     return 0;
 }
 
+namespace {
+// 0 for a loadable checkpoint; else one error line on stderr (the report went to stdout) and 1.
+int inspect_verdict(const std::string& dir, const CheckpointReport& r) {
+    if (r.ok()) return 0;
+    std::fflush(stdout);
+    const std::string first = !r.missing.empty() ? "missing tensor \"" + r.missing.front() + "\""
+                              : !r.misshaped.empty() ? "tensor " + r.misshaped.front()
+                                                     : "tensor " + r.bad_dtype.front() + " is not F32, F16 or BF16";
+    std::fprintf(stderr, "dsv2: error: %s: not loadable: %zu missing, %zu mis-shaped, %zu of a bad dtype (first: %s)\n",
+                 dir.c_str(), r.missing.size(), r.misshaped.size(), r.bad_dtype.size(), first.c_str());
+    return 1;
+}
+}  // namespace
+
 int run_inspect(const std::string& dir, bool list_tensors, bool as_json) {
     const Config cfg = config_from_file(dir);
     const CheckpointReport r = inspect_checkpoint(dir, cfg);
@@ -258,7 +295,7 @@ int run_inspect(const std::string& dir, bool list_tensors, bool as_json) {
             for (const auto& t : r.tensors)
                 j["tensors"].push_back({{"name", t.name}, {"dtype", to_string(t.dtype)}, {"shape", t.shape}, {"file", t.file}});
         std::cout << j.dump(2) << "\n";
-        return r.ok() ? 0 : 1;
+        return inspect_verdict(dir, r);
     }
     std::printf("checkpoint  %s: %zu file(s), %s\n", dir.c_str(), r.files.size(), gb(double(r.bytes)).c_str());
     std::printf("model       d = %lld, L = %lld, n_h = %lld, d_c = %lld, d_R = %lld, d_q = %lld, N_r = %lld, N_s = %lld, K_r = %lld, V = %lld\n",
@@ -291,7 +328,7 @@ int run_inspect(const std::string& dir, bool list_tensors, bool as_json) {
     list("unexpected", r.unexpected);
     std::printf("%s\n", r.ok() ? "ok: every tensor the config expects is present with its shape"
                                 : "NOT LOADABLE: see above");
-    return r.ok() ? 0 : 1;
+    return inspect_verdict(dir, r);
 }
 
 int run_params(const ModelSource& src, bool as_json) {

@@ -36,8 +36,7 @@ double rms(const Mat<double>& m) { return m.size() ? std::sqrt(m.squaredNorm() /
 
 int run_demo(const DemoOptions& o) {
     const std::string dir = o.model_dir.empty() ? default_model_dir() : o.model_dir;
-    const Tokenizer tok = Tokenizer::from_file(dir + "/tokenizer.json");
-    const Model<float> model = load_model<float>(ModelSource{"", 0, dir});
+    const auto [tok, model] = load_text_model(dir);
     const Config& cfg = model.config();
     const ParamCount pc = count_params(cfg);
     std::printf("dsv2 demo — %s\n", dir.c_str());

@@ -21,7 +21,14 @@ GenerateResult generate_text(const Model<float>& model, const Tokenizer& tok, co
                              Trace* trace) {
     const Config& cfg = model.config();
     GenerateResult r;
-    r.prompt_ids = tok.encode(o.prompt, /*add_special=*/true);
+    if (o.prompt.empty()) throw std::invalid_argument("--prompt: must not be empty");
+    try {
+        r.prompt_ids = tok.encode(o.prompt, /*add_special=*/true);
+    } catch (const std::invalid_argument& e) {  // invalid UTF-8: the prompt's fault, not the tokenizer's
+        const std::string what = e.what();
+        const size_t at = what.find("not valid UTF-8");
+        throw std::invalid_argument("--prompt: " + (at == std::string::npos ? what : "is " + what.substr(at)));
+    }
     if (r.prompt_ids.empty()) throw std::invalid_argument("--prompt: encodes to no tokens");
     for (int32_t id : r.prompt_ids)
         if (id >= cfg.V)
@@ -73,9 +80,7 @@ GenerateResult generate_text(const Model<float>& model, const Tokenizer& tok, co
 }
 
 int run_generate(const GenerateOptions& o) {
-    const ModelSource src{"", 0, o.model_dir};
-    const Tokenizer tok = Tokenizer::from_file(o.model_dir + "/tokenizer.json");
-    const Model<float> model = load_model<float>(src);
+    const auto [tok, model] = load_text_model(o.model_dir);
     Trace guard(nullptr, /*store=*/false);
     const GenerateResult r = generate_text(model, tok, o, /*stream=*/true, &guard);
     std::fprintf(stderr, "dsv2 generate: prompt %zu tokens in %.1f ms (%.0f tokens/s); %zu new tokens in %.1f ms (%.1f tokens/s), %s\n",

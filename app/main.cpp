@@ -2,6 +2,7 @@
 // non-zero exit; no command leaves a partial output file.
 #include <CLI/CLI.hpp>
 
+#include <cmath>
 #include <exception>
 #include <iostream>
 
@@ -9,9 +10,32 @@
 
 namespace {
 
+// CLI11 reads "-1" into an unsigned as 2^64 − 1 and NaN passes its Range checks (every comparison
+// with NaN is false): these validators refuse what the conversions would silently change.
+const CLI::Validator kUnsigned64(
+    [](std::string& s) -> std::string {
+        if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
+            return "must be a non-negative integer, got \"" + s + "\"";
+        if (s.size() > 20 || (s.size() == 20 && s > "18446744073709551615")) return "is larger than 2^64 - 1: " + s;
+        return {};
+    },
+    "UINT64");
+const CLI::Validator kFinite(
+    [](std::string& s) -> std::string {
+        try {
+            size_t used = 0;
+            const double v = std::stod(s, &used);
+            if (used != s.size() || !std::isfinite(v)) return "must be a finite number, got \"" + s + "\"";
+        } catch (const std::exception&) {
+            return "must be a finite number, got \"" + s + "\"";
+        }
+        return {};
+    },
+    "FINITE");
+
 void add_source(CLI::App* cmd, dsv2::app::ModelSource& src, bool model_too) {
     auto* p = cmd->add_option("--preset", src.preset, "deepseek-v2, deepseek-v2-lite or tiny");
-    cmd->add_option("--seed", src.seed, "seed of a preset's random weights")->capture_default_str();
+    cmd->add_option("--seed", src.seed, "seed of a preset's random weights")->check(kUnsigned64)->capture_default_str();
     if (model_too) {
         auto* m = cmd->add_option("--model", src.model_dir, "Hugging Face checkpoint directory (config.json + safetensors)");
         p->excludes(m);
@@ -35,9 +59,9 @@ int main(int argc, char** argv) {
     c_demo->add_option("--model", demo.model_dir, "checkpoint directory with tokenizer.json (default: the embedded data/models/kjv-tiny)");
     c_demo->add_option("--prompt", demo.prompt, "prompt text")->capture_default_str();
     c_demo->add_option("--max-new-tokens", demo.max_new_tokens, "tokens to generate")->check(CLI::Range(int64_t(1), int64_t(4096)))->capture_default_str();
-    c_demo->add_option("--temperature", demo.temperature, "0 = greedy; > 0 samples")->check(CLI::Range(0.0, 100.0))->capture_default_str();
-    c_demo->add_option("--top-p", demo.top_p, "nucleus sampling mass, in (0, 1]")->check(CLI::Range(1e-9, 1.0))->capture_default_str();
-    c_demo->add_option("--seed", demo.seed, "seed of the sampler")->capture_default_str();
+    c_demo->add_option("--temperature", demo.temperature, "0 = greedy; > 0 samples")->check(kFinite & CLI::Range(0.0, 100.0))->capture_default_str();
+    c_demo->add_option("--top-p", demo.top_p, "nucleus sampling mass, in (0, 1]")->check(kFinite & CLI::Range(1e-9, 1.0))->capture_default_str();
+    c_demo->add_option("--seed", demo.seed, "seed of the sampler")->check(kUnsigned64)->capture_default_str();
     c_demo->add_option("--attention", demo.attention, "naive or absorbed")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
 
     dsv2::app::ForwardOptions fwd;
@@ -49,9 +73,9 @@ int main(int argc, char** argv) {
     c_fwd->add_option("--precision", fwd.precision, "fp32 or fp64")->check(CLI::IsMember({"fp32", "fp64"}))->capture_default_str();
     c_fwd->add_option("--out", fwd.out, "logits of every position, float32 [tokens, vocab], NumPy .npy")->required();
     c_fwd->add_option("--dump", fwd.dump, "also write every named intermediate (fp32; indices I32) as .safetensors");
-    c_fwd->add_flag("--routing-stats", fwd.routing_stats, "print, per MoE layer, the tokens per expert and the paper's expert-, device- and communication-balance terms");
-    c_fwd->add_option("--devices", fwd.devices, "D, devices the experts are split over (default: n_group)")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
-    c_fwd->add_option("--device-limit", fwd.device_limit, "M, devices a token may reach (default: topk_group)")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+    auto* rs_flag = c_fwd->add_flag("--routing-stats", fwd.routing_stats, "print, per MoE layer, the tokens per expert and the paper's expert-, device- and communication-balance terms");
+    c_fwd->add_option("--devices", fwd.devices, "D, devices the experts are split over (default: n_group)")->check(CLI::Range(int64_t(1), int64_t(1) << 20))->needs(rs_flag);
+    c_fwd->add_option("--device-limit", fwd.device_limit, "M, devices a token may reach (default: topk_group)")->check(CLI::Range(int64_t(1), int64_t(1) << 20))->needs(rs_flag);
 
     dsv2::app::ModelSource kv_src;
     int64_t context = 4096, groups = 8, bpe = 2;
@@ -74,9 +98,9 @@ int main(int argc, char** argv) {
     c_gen->add_option("--model", gen.model_dir, "Hugging Face checkpoint directory (config.json, safetensors, tokenizer.json)")->required();
     c_gen->add_option("--prompt", gen.prompt, "prompt text")->required();
     c_gen->add_option("--max-new-tokens", gen.max_new_tokens, "tokens to generate at most")->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
-    c_gen->add_option("--temperature", gen.temperature, "0 = greedy; > 0 samples")->check(CLI::Range(0.0, 100.0))->capture_default_str();
-    c_gen->add_option("--top-p", gen.top_p, "nucleus sampling mass, in (0, 1]")->check(CLI::Range(1e-9, 1.0))->capture_default_str();
-    c_gen->add_option("--seed", gen.seed, "seed of the sampler")->capture_default_str();
+    c_gen->add_option("--temperature", gen.temperature, "0 = greedy; > 0 samples")->check(kFinite & CLI::Range(0.0, 100.0))->capture_default_str();
+    c_gen->add_option("--top-p", gen.top_p, "nucleus sampling mass, in (0, 1]")->check(kFinite & CLI::Range(1e-9, 1.0))->capture_default_str();
+    c_gen->add_option("--seed", gen.seed, "seed of the sampler")->check(kUnsigned64)->capture_default_str();
     c_gen->add_option("--attention", gen.attention, "naive or absorbed")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
 
     std::string inspect_dir;

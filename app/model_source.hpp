@@ -1,17 +1,20 @@
 // Turning a ModelSource (preset or checkpoint directory) into a config and a runnable model.
 #pragma once
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "commands.hpp"
 #include "dsv2/checkpoint.hpp"
 #include "dsv2/config.hpp"
 #include "dsv2/model.hpp"
+#include "dsv2/tokenizer.hpp"
 
 namespace dsv2::app {
 
@@ -65,6 +68,21 @@ Model<S> load_model(const ModelSource& src) {
         std::fprintf(stderr, "dsv2: note: %s holds %zu tensors the config does not use (first: %s); see dsv2 inspect\n",
                      src.model_dir.c_str(), unexpected.size(), unexpected.front().c_str());
     return Model<S>(std::move(cfg), std::move(w));
+}
+
+/// A model directory with its tokenizer, for generate and demo: the directory must hold
+/// tokenizer.json, and every id the tokenizer can produce must be inside the model's vocabulary.
+inline std::pair<Tokenizer, Model<float>> load_text_model(const std::string& dir) {
+    struct stat st {};
+    if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        throw std::invalid_argument("--model " + dir + ": not a directory (give the checkpoint directory)");
+    Tokenizer tok = Tokenizer::from_file(dir);
+    const Config cfg = config_from_file(dir);
+    if (tok.vocab_size() > cfg.V)
+        throw std::invalid_argument(dir + "/tokenizer.json: its " + std::to_string(tok.vocab_size()) +
+                                    " tokens exceed the vocabulary of " + dir + "/config.json (vocab_size " +
+                                    std::to_string(cfg.V) + ")");
+    return {std::move(tok), load_model<float>(ModelSource{"", 0, dir})};
 }
 
 }  // namespace dsv2::app

@@ -186,7 +186,7 @@ TEST_CASE("not a checkpoint directory: each case named") {
     const Config c = config_preset("tiny");
     TempDir dir;
     CHECK(error_of([&] { load_weights<float>(dir.path, c); }).find("no model.safetensors") != std::string::npos);
-    CHECK(error_of([&] { load_weights<float>(dir / "absent", c); }).find("no such directory") != std::string::npos);
+    CHECK(error_of([&] { load_weights<float>(dir / "absent", c); }).find("no such file or directory") != std::string::npos);
     write_text(dir / "file", "x");
     CHECK(error_of([&] { load_weights<float>(dir / "file", c); }).find("not a directory") != std::string::npos);
     write_text(dir / "model.safetensors", "short");

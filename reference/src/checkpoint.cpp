@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -36,7 +38,7 @@ struct Layout {
 
 Layout layout_of(const std::string& dir) {
     struct stat st {};
-    if (stat(dir.c_str(), &st) != 0) throw std::invalid_argument(dir + ": no such directory");
+    if (stat(dir.c_str(), &st) != 0) throw std::invalid_argument(dir + ": no such file or directory");
     if (!S_ISDIR(st.st_mode)) throw std::invalid_argument(dir + ": not a directory (give the checkpoint directory)");
     const std::string single = dir + "/model.safetensors";
     const std::string index = dir + "/model.safetensors.index.json";
@@ -72,6 +74,8 @@ Layout layout_of(const std::string& dir) {
         out.files.push_back(single);
         return out;
     }
+    if (stat(single.c_str(), &st) == 0)
+        throw std::invalid_argument(single + (S_ISDIR(st.st_mode) ? ": is a directory, expected a file" : ": is not a regular file"));
     throw std::invalid_argument(dir + ": no model.safetensors or model.safetensors.index.json");
 }
 

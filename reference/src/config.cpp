@@ -1,5 +1,6 @@
 // Config presets, validation and the Hugging Face config.json reader.
 #include "dsv2/config.hpp"
+#include "dsv2/io.hpp"
 
 #include <algorithm>
 #include <climits>
@@ -311,15 +312,9 @@ Config config_from_json_text(const std::string& text, const std::string& where) 
 }
 
 Config config_from_file(const std::string& path_in) {
-    std::string path = path_in;
-    struct stat st {};
-    if (stat(path.c_str(), &st) != 0) throw std::invalid_argument(path + ": no such file or directory");
-    if (S_ISDIR(st.st_mode)) path += "/config.json";
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw std::invalid_argument(path + ": cannot open for reading");
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return config_from_json_text(ss.str(), path);
+    std::string path;
+    const std::string text = read_text_file(path_in, "config.json", &path);
+    return config_from_json_text(text, path);
 }
 
 std::string config_to_json_text(const Config& c) {

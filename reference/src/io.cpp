@@ -1,6 +1,7 @@
 #include "dsv2/io.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -96,6 +97,33 @@ std::vector<double> RawTensor::to_double() const {
         convert_floats<double>(dtype, p, n, out.data());
     }
     return out;
+}
+
+namespace {
+// strerror(errno) as the rest of dsv2's messages write it: "no such file or directory".
+std::string errno_text() {
+    std::string s = std::strerror(errno);
+    if (!s.empty()) s[0] = char(std::tolower(static_cast<unsigned char>(s[0])));
+    return s;
+}
+}  // namespace
+
+std::string read_text_file(const std::string& path_in, const std::string& file_name, std::string* resolved) {
+    std::string path = path_in;
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) throw std::invalid_argument(path + ": " + errno_text());
+    if (S_ISDIR(st.st_mode)) {
+        path += "/" + file_name;
+        if (stat(path.c_str(), &st) != 0) throw std::invalid_argument(path + ": " + errno_text());
+    }
+    if (S_ISDIR(st.st_mode)) throw std::invalid_argument(path + ": is a directory, expected a file");
+    if (resolved) *resolved = path;
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw std::invalid_argument(path + ": cannot open for reading (" + errno_text() + ")");
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    if (f.bad()) throw std::invalid_argument(path + ": read error");
+    return ss.str();
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {

@@ -4,6 +4,7 @@
 // Each step follows the `tokenizers` library (Rust) closely enough to give the same ids; the
 // comments name the Rust function a step mirrors where the behaviour is not obvious.
 #include "dsv2/tokenizer.hpp"
+#include "dsv2/io.hpp"
 
 #include <algorithm>
 #include <array>
@@ -949,15 +950,9 @@ Tokenizer Tokenizer::from_json_text(const std::string& text, const std::string& 
 }
 
 Tokenizer Tokenizer::from_file(const std::string& path_in) {
-    std::string path = path_in;
-    struct stat st {};
-    if (stat(path.c_str(), &st) != 0) throw std::invalid_argument(path + ": no such file or directory");
-    if (S_ISDIR(st.st_mode)) path += "/tokenizer.json";
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw std::invalid_argument(path + ": cannot open for reading");
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return from_json_text(ss.str(), path);
+    std::string path;
+    const std::string text = read_text_file(path_in, "tokenizer.json", &path);
+    return from_json_text(text, path);
 }
 
 std::vector<int32_t> Tokenizer::encode(const std::string& text, bool add_special) const {

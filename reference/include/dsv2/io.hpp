@@ -79,6 +79,11 @@ void write_safetensors(const std::string& path, const std::map<std::string, RawT
 std::map<std::string, RawTensor> read_safetensors(const std::string& path,
                                                   std::map<std::string, std::string>* metadata = nullptr);
 
+/// Reads a whole text file. `path` may name the file or a directory holding `file_name`;
+/// `resolved` receives the file's path. Errors (std::invalid_argument) name the path and say why:
+/// no such file, a directory where a file is expected, or the system's reason it cannot be read.
+std::string read_text_file(const std::string& path, const std::string& file_name, std::string* resolved);
+
 /// Writes `bytes` to `path` through a temporary file and a rename.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
