@@ -60,6 +60,17 @@ namespace detail {
 inline int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return std::remove(path); }
 }  // namespace detail
 
+/// Names of the entries directly inside `path` (empty when it is not a readable directory).
+inline std::vector<std::string> list_dir(const std::string& path) {
+    std::vector<std::string> out;
+    if (DIR* d = opendir(path.c_str())) {
+        while (const dirent* e = readdir(d))
+            if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) out.push_back(e->d_name);
+        closedir(d);
+    }
+    return out;
+}
+
 /// A scratch directory under /tmp, removed with everything in it at the end of the test.
 struct TempDir {
     std::string path;
@@ -80,15 +91,7 @@ struct TempDir {
         return p;
     }
     /// Names of the entries directly inside.
-    std::vector<std::string> files() const {
-        std::vector<std::string> out;
-        if (DIR* d = opendir(path.c_str())) {
-            while (const dirent* e = readdir(d))
-                if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) out.push_back(e->d_name);
-            closedir(d);
-        }
-        return out;
-    }
+    std::vector<std::string> files() const { return list_dir(path); }
 };
 
 /// The whole content of a file ("" when it cannot be read).
@@ -97,17 +100,6 @@ inline std::string read_bytes(const std::string& path) {
     std::ostringstream ss;
     ss << f.rdbuf();
     return ss.str();
-}
-
-/// Names of the entries directly inside `path` (empty when it is not a readable directory).
-inline std::vector<std::string> list_dir(const std::string& path) {
-    std::vector<std::string> out;
-    if (DIR* d = opendir(path.c_str())) {
-        while (const dirent* e = readdir(d))
-            if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) out.push_back(e->d_name);
-        closedir(d);
-    }
-    return out;
 }
 
 /// `s` quoted for /bin/sh.
