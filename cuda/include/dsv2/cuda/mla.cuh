@@ -1,0 +1,59 @@
+// Device-pointer level of the CUDA MLA decode path (FlashMLA style: one parameter struct per
+// kernel, a launcher that validates and launches on a stream). Element type E of the cache and
+// queries: float or __nv_bfloat16; accumulation is always fp32. NOT YET RUN ON A GPU.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "dsv2/cuda/paged.hpp"
+
+namespace dsv2::cuda {
+
+/// In-place interleaved RoPE on x [T, n·d_R] (row stride n·d_R).
+struct RopeParams {
+    float* x;                  ///< [T, n·d_R]
+    const int64_t* positions;  ///< [T]
+    const double* inv_freq;    ///< [d_R/2]
+    double amplitude;
+    int T, n, d_R;
+};
+void launch_rope(const RopeParams& p, cudaStream_t stream);
+
+/// Row t of [c_kv | k_pe] → cache slot of (seq[t], pos[t]) through the block table.
+template <typename E>
+struct CacheAppendParams {
+    E* cache;                    ///< [num_blocks, block_tokens, d_c + d_R]
+    const float* c_kv;           ///< [T, d_c] post-norm
+    const float* k_pe;           ///< [T, d_R] post-RoPE
+    const int32_t* block_table;  ///< [B, max_blocks]
+    const int32_t* seq;          ///< [T]
+    const int32_t* pos;          ///< [T]
+    int T, d_c, d_R, block_tokens, max_blocks, num_blocks;
+};
+template <typename E>
+void launch_cache_append(const CacheAppendParams<E>& p, cudaStream_t stream);
+
+/// Split-KV absorbed decode + log-sum-exp combine.
+template <typename E>
+struct MlaDecodeParams {
+    const E* cache;               ///< [num_blocks, block_tokens, d_c + d_R]
+    const int32_t* block_table;   ///< [B, max_blocks]
+    const E* q_abs;               ///< [B, n_h, d_c]
+    const E* q_pe;                ///< [B, n_h, d_R]
+    const WorkItem* items;        ///< [n_items] (make_split_plan)
+    const int32_t* num_splits;    ///< [B]
+    const int32_t* split_offset;  ///< [B + 1]
+    float* o_part;                ///< [total_splits, n_h, d_c] partial o, normalised within the split
+    float* lse_part;              ///< [total_splits, n_h]
+    float* o_latent;              ///< [B, n_h, d_c]
+    float* lse;                   ///< [B, n_h]
+    int B, n_h, d_c, d_R, block_tokens, max_blocks, n_items;
+    float sigma;
+};
+template <typename E>
+void launch_mla_decode(const MlaDecodeParams<E>& p, cudaStream_t stream);
+
+}  // namespace dsv2::cuda
