@@ -47,6 +47,7 @@ test-sanitize: deps
 
 # libFuzzer: each parser of untrusted files for FUZZ_SECONDS from its seed corpus (fuzz/corpus).
 FUZZ_SECONDS ?= 30
+FUZZ_SEED ?= 1
 FUZZ_DEB := clang libclang-rt-14-dev libomp-dev
 fuzz-deps:
 	@missing=""; for p in $(FUZZ_DEB); do \
@@ -63,7 +64,7 @@ fuzz: deps fuzz-deps
 	@for f in $(BUILD)-fuzz/bin/fuzz_*; do \
 	  name=$$(basename $$f); corpus=fuzz/corpus/$${name#fuzz_}; work=$(BUILD)-fuzz/corpus/$${name#fuzz_}; \
 	  mkdir -p $$work; echo "== $$name: $(FUZZ_SECONDS) s from $$corpus"; \
-	  if ! $$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	  if ! $$f -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
 	       -artifact_prefix=$(BUILD)-fuzz/ $$work $$corpus > $$work.log 2>&1; then \
 	    tail -n 60 $$work.log; echo "FUZZ FAILURE in $$name (input saved under $(BUILD)-fuzz/)"; exit 1; \
 	  fi; \

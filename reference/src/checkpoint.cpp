@@ -50,7 +50,7 @@ Layout layout_of(const std::string& dir) {
         nlohmann::json j;
         try {
             j = nlohmann::json::parse(ss.str());
-        } catch (const nlohmann::json::parse_error& e) {
+        } catch (const nlohmann::json::exception& e) {
             throw std::invalid_argument(index + ": not valid JSON (" + e.what() + ")");
         }
         if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())

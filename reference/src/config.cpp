@@ -208,7 +208,7 @@ Config config_from_json_text(const std::string& text, const std::string& where) 
     json j;
     try {
         j = json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
         throw std::invalid_argument(where + ": not valid JSON (" + e.what() + ")");
     }
     if (!j.is_object()) throw std::invalid_argument(where + ": the top level must be a JSON object");

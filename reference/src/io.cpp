@@ -216,7 +216,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
         json h;
         try {
             h = json::parse(map_ + 8, map_ + 8 + n);
-        } catch (const json::parse_error& e) {
+        } catch (const json::exception& e) {
             throw bad(std::string("header is not valid JSON (") + e.what() + ")");
         }
         if (!h.is_object()) throw bad("header is not a JSON object");

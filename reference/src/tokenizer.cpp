@@ -945,7 +945,11 @@ Tokenizer Tokenizer::from_json_text(const std::string& text, const std::string& 
     }
     auto impl = std::make_shared<Impl>();
     impl->where = where;
-    impl->parse(j);
+    try {
+        impl->parse(j);
+    } catch (const json::exception& e) {  // a value of an unexpected JSON type the checks missed
+        throw std::invalid_argument(where + ": unexpected value (" + e.what() + ")");
+    }
     return Tokenizer(std::move(impl));
 }
 
