@@ -40,8 +40,6 @@ std::vector<int32_t> parse_tokens(const std::string& text) {
     return out;
 }
 
-namespace {
-
 // The directory of `path` must exist and be writable; checked before any work is done.
 void check_writable(const std::string& path, const char* option) {
     if (path.empty()) throw std::invalid_argument(std::string(option) + ": the path is empty");
@@ -58,6 +56,8 @@ void check_writable(const std::string& path, const char* option) {
     if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
         throw std::invalid_argument(std::string(option) + " " + path + ": is a directory");
 }
+
+namespace {
 
 // Whether two output paths name the same file: their directories resolved, then the names.
 bool same_path(const std::string& a, const std::string& b) {

@@ -64,7 +64,26 @@ struct GenerateResult {
     double prefill_seconds = 0, decode_seconds = 0;
 };
 
+/// dsv2 bench: prefill and decode speed, the parts' GFLOP/s and this machine's floors.
+struct BenchOptions {
+    ModelSource source;
+    int64_t layers = 0;                       ///< > 0: only the first `layers` layers
+    int64_t prefill = 512;                    ///< prompt tokens of the prefill measurement
+    std::string contexts = "128,1024,4096";   ///< decode contexts
+    int64_t steps = 8;                        ///< timed decode steps per context
+    std::string attention = "both";           ///< absorbed, naive or both
+    std::string precision = "fp32";
+    int threads = 0;                          ///< 0: OpenMP's default
+    bool floors = true;                       ///< measure the GEMM rate and the memory bandwidth
+    bool parts = true;                        ///< time projections, attention and experts alone
+    std::string json;                         ///< also write the figures here
+};
+
 int run_forward(const ForwardOptions& o);
+int run_bench(const BenchOptions& o);
+
+/// Refuses, before any work, an output path whose directory is missing or not writable.
+void check_writable(const std::string& path, const char* option);
 int run_generate(const GenerateOptions& o);
 int run_demo(const DemoOptions& o);
 int run_kv_cache(const ModelSource& src, int64_t context, int64_t groups, int64_t bytes_per_element, bool as_json);

@@ -48,7 +48,9 @@ GenerateResult generate_text(const Model<float>& model, const Tokenizer& tok, co
         if (trace && !trace->first_nonfinite().empty())
             throw std::runtime_error("non-finite values (NaN or Inf) first appear in " + trace->first_nonfinite());
     };
-    Mat<float> logits = model.forward(r.prompt_ids, cache, form, trace);
+    // Sampling needs the last position's logits only; a trace that records the logits gets them all.
+    const Logits which = trace && trace->wants("logits") ? Logits::all : Logits::last;
+    Mat<float> logits = model.forward(r.prompt_ids, cache, form, trace, which);
     check();
     r.prefill_seconds = seconds_since(t0);
     if (stream) {

@@ -103,6 +103,21 @@ int main(int argc, char** argv) {
     c_gen->add_option("--seed", gen.seed, "seed of the sampler")->check(kUnsigned64)->capture_default_str();
     c_gen->add_option("--attention", gen.attention, "naive or absorbed")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
 
+    dsv2::app::BenchOptions bench;
+    auto* c_bench = app.add_subcommand("bench", "speed of the oracle on this CPU: prefill and decode tokens/s, GFLOP/s of projections, attention and experts, cache bytes, peak memory, beside the machine's GEMM rate and memory bandwidth");
+    add_source(c_bench, bench.source, true);
+    c_bench->add_option("--layers", bench.layers, "run only the first N layers (a real config reduced to a few layers)")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+    c_bench->add_option("--prefill", bench.prefill, "prompt tokens of the prefill measurement")->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
+    c_bench->add_option("--contexts", bench.contexts, "decode context lengths, comma-separated")->capture_default_str();
+    c_bench->add_option("--steps", bench.steps, "timed decode steps per context")->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
+    c_bench->add_option("--attention", bench.attention, "absorbed, naive or both")->check(CLI::IsMember({"naive", "absorbed", "both"}))->capture_default_str();
+    c_bench->add_option("--precision", bench.precision, "fp32 or fp64")->check(CLI::IsMember({"fp32", "fp64"}))->capture_default_str();
+    c_bench->add_option("--threads", bench.threads, "OpenMP threads (default: OMP_NUM_THREADS or all cores)")->check(CLI::Range(1, 4096));
+    auto* no_floors = c_bench->add_flag("!--no-floors", bench.floors, "skip measuring the GEMM rate and the memory bandwidth");
+    c_bench->add_flag("!--no-parts", bench.parts, "skip timing the parts alone");
+    (void)no_floors;
+    c_bench->add_option("--json", bench.json, "also write every figure to this JSON file");
+
     std::string inspect_dir;
     bool inspect_tensors = false, inspect_json = false;
     auto* c_inspect = app.add_subcommand("inspect", "what a checkpoint directory holds: tensors, shapes, dtypes, parameters, cache size, and what is missing or unexpected");
@@ -115,6 +130,7 @@ int main(int argc, char** argv) {
         if (*c_fwd) require_source(fwd.source, "forward");
         if (*c_kv) require_source(kv_src, "kv-cache");
         if (*c_params) require_source(p_src, "params");
+        if (*c_bench) require_source(bench.source, "bench");
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
     } catch (const CLI::CallForAllHelp& e) {
@@ -123,7 +139,7 @@ int main(int argc, char** argv) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
         if (app.get_subcommands().empty() && argc > 1 && argv[1][0] != '-') {
-            std::cerr << "dsv2: error: unknown command \"" << argv[1] << "\" (commands: demo, forward, generate, inspect, kv-cache, params)\n";
+            std::cerr << "dsv2: error: unknown command \"" << argv[1] << "\" (commands: bench, demo, forward, generate, inspect, kv-cache, params)\n";
             return 2;
         }
         std::cerr << "dsv2: error: " << e.what() << " (see dsv2 --help)\n";
@@ -136,6 +152,7 @@ int main(int argc, char** argv) {
         if (*c_kv) return dsv2::app::run_kv_cache(kv_src, context, groups, bpe, kv_json);
         if (*c_params) return dsv2::app::run_params(p_src, p_json);
         if (*c_gen) return dsv2::app::run_generate(gen);
+        if (*c_bench) return dsv2::app::run_bench(bench);
         if (*c_inspect) return dsv2::app::run_inspect(inspect_dir, inspect_tensors, inspect_json);
     } catch (const std::exception& e) {
         std::cerr << "dsv2: error: " << e.what() << "\n";

@@ -460,3 +460,63 @@ TEST_CASE("dsv2 forward --model names a missing or mis-shaped tensor", "[cli][ch
         CHECK(r.err.find("model.safetensors") != std::string::npos);
     }
 }
+
+TEST_CASE("dsv2 bench --json: every measurement it promises, with figures that can be checked", "[cli][bench]") {
+    TempDir tmp;
+    const Run r = dsv2_run("bench --preset tiny --prefill 12 --contexts 5,20 --steps 2 --no-floors --threads 1 --json b.json",
+                           tmp.path, tmp.path);
+    INFO(r.err);
+    REQUIRE(r.rc == 0);
+    const json j = json::parse(dsv2::test::read_bytes(tmp.path + "/b.json"));
+    const dsv2::Config c = dsv2::config_preset("tiny");
+    CHECK(j["tool"] == "dsv2");
+    CHECK(j["threads"] == 1);
+    CHECK(j["layers"] == c.L);
+    REQUIRE(j["prefill"].size() == 2);  // absorbed and naive
+    for (const json& p : j["prefill"]) {
+        CHECK(p["tokens"] == 12);
+        CHECK(p["tokens_per_s"].get<double>() == Approx(12.0 / p["seconds"].get<double>()));
+    }
+    REQUIRE(j["decode"].size() == 4);  // 2 contexts × 2 forms
+    CHECK(j["decode"][0]["context"] == 5);
+    CHECK(j["decode"][3]["context"] == 20);
+    // Bytes one decode step reads: every weight a token activates (count_params' activated set,
+    // which leaves out the embedding table) plus its one embedding row, and the latent cache.
+    const dsv2::ParamCount n = dsv2::count_params(c);
+    for (const json& d : j["decode"]) {
+        const double ctx = d["context"].get<double>() + 1 + 1;  // the cache at the middle step
+        CHECK(d["bytes_per_token"].get<double>() == Approx(4.0 * (double(n.activated) + double(c.d) +
+                                                                   double(c.L) * ctx * double(c.d_c + c.d_R))));
+        CHECK(d["seconds_per_token"].get<double>() > 0);
+    }
+    CHECK(j["cache_bytes_per_token"].get<double>() == double(4 * c.L * (c.d_c + c.d_R)));
+    CHECK(j["parts"].size() >= 4);
+    CHECK(j["peak_rss_bytes"].get<double>() > 1e6);
+    CHECK_FALSE(j.contains("gemm_gflops"));  // --no-floors
+    CHECK(r.out.find("decode  ctx     20") != std::string::npos);
+}
+
+TEST_CASE("dsv2 bench rejects bad arguments before any work, and writes no JSON", "[cli][bench][errors]") {
+    TempDir tmp;
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"bench --preset tiny --contexts 4,x --json b.json", "--contexts"},
+        {"bench --preset tiny --contexts , --json b.json", "--contexts"},
+        {"bench --preset tiny --layers 99 --json b.json", "--layers"},
+        {"bench --preset tiny --contexts 99999999 --json b.json", "max_position_embeddings"},
+        {"bench --preset tiny --attention sparse --json b.json", "sparse"},
+        {"bench --preset tiny --json /nonexistent_dir/b.json", "/nonexistent_dir"},
+        {"bench --json b.json", "--preset"},
+        {"bench --preset deepseek-v2 --json b.json", "GB"},
+    };
+    int k = 0;
+    for (const auto& [args, name] : cases) {
+        INFO("dsv2 " << args);
+        const std::string cwd = tmp.subdir("case" + std::to_string(k++));
+        const Run r = dsv2_run(args, cwd, tmp.path);
+        INFO("stderr: " << r.err);
+        CHECK(r.rc != 0);
+        CHECK(r.err_lines() == 1);
+        CHECK(r.err.find(name) != std::string::npos);
+        CHECK(list_dir(cwd).empty());
+    }
+}

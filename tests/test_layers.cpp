@@ -43,6 +43,29 @@ TEST_CASE("linear is y = x W^T with W in PyTorch (out, in) layout") {
     CHECK(rel_err(y, ref) < 1e-14);
 }
 
+TEST_CASE("linear forms: linear_rows and linear_gemm both equal a plain loop, at every batch size around the switch") {
+    // linear() picks linear_rows up to kSmallBatch rows and linear_gemm above: both forms must be
+    // the same product, including at the sizes where the choice flips and with odd shapes.
+    const Mat<double> W = randn<double>(37, 29, 10);  // out = 37, in = 29
+    for (int64_t T : {int64_t(1), int64_t(2), int64_t(7), kSmallBatch, kSmallBatch + 1, int64_t(40)}) {
+        const Mat<double> x = randn<double>(T, 29, uint32_t(11 + T));
+        Mat<double> ref = Mat<double>::Zero(T, 37);
+        for (int64_t t = 0; t < T; ++t)
+            for (int o = 0; o < 37; ++o)
+                for (int i = 0; i < 29; ++i) ref(t, o) += x(t, i) * W(o, i);
+        INFO("T = " << T);
+        CHECK(rel_err(linear_rows<double>(x, W), ref) < 1e-14);
+        CHECK(rel_err(linear_gemm<double>(x, W), ref) < 1e-14);
+        CHECK(rel_err(linear<double>(x, W), ref) < 1e-14);
+        CHECK(rel_err(linear_rows<float>(x.cast<float>(), W.cast<float>()), ref) < 1e-6);
+        CHECK(rel_err(linear_gemm<float>(x.cast<float>(), W.cast<float>()), ref) < 1e-6);
+    }
+    // Zero tokens: an empty result of the right width, from either form.
+    const Mat<double> none(0, 29);
+    CHECK(linear_rows<double>(none, W).cols() == 37);
+    CHECK(linear_gemm<double>(none, W).rows() == 0);
+}
+
 TEST_CASE("swiglu equals down(silu(gate x) * up x) in loops") {
     const int T = 3, d = 5, w = 4;
     const Mat<double> x = randn<double>(T, d, 6), Wg = randn<double>(w, d, 7), Wu = randn<double>(w, d, 8),

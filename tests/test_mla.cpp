@@ -137,6 +137,38 @@ TEST_CASE("MLA naive and absorbed both equal the plain-loop paper equations (fp6
     }
 }
 
+TEST_CASE("MLA stacked absorbed form = per-head absorbed form = naive form, in any block split, same recorded names") {
+    // mla_forward runs mla_attend_absorbed_stacked; the per-head loop is the form that reads beside
+    // the paper. Both, and the naive form, on a decode-like call (3 queries at the end of 11 cached
+    // rows) and a prefill-like call (11 queries), with the token blocks forced down to 1 and 3 tokens.
+    for (const Config& c : {config_preset("tiny"), dsv2::test::tiny_lite()}) {
+        const Weights<double> w = random_weights<double>(c, 6);
+        const Rope rope(c);
+        const int64_t n = 11;
+        const Mat<double> c_kv = randn<double>(n, c.d_c, 24), k_pe = randn<double>(n, c.d_R, 25);
+        const Mat<double>& W_kv_b = w.mat(layer_prefix(0) + "self_attn.kv_b_proj.weight");
+        for (int64_t T : {int64_t(3), n}) {
+            std::vector<int64_t> pos;
+            for (int64_t t = 0; t < T; ++t) pos.push_back(n - T + t);
+            const MlaQuery<double> q = mla_query<double>(c, w, 0, randn<double>(T, c.d, 26), pos, rope, nullptr);
+            Trace per_head, stacked;
+            const Mat<double> ref = mla_attend_naive<double>(c, q, c_kv, k_pe, W_kv_b, pos);
+            const Mat<double> o_head = mla_attend_absorbed<double>(c, q, c_kv, k_pe, W_kv_b, pos, 0, &per_head);
+            const Mat<double> o_stack = mla_attend_absorbed_stacked<double>(c, q, c_kv, k_pe, W_kv_b, pos, 0, &stacked);
+            INFO("d_q = " << c.d_q << ", T = " << T);
+            CHECK(rel_err(o_head, ref) < 1e-13);
+            CHECK(rel_err(o_stack, ref) < 1e-13);
+            for (const char* name : {"layers.0.attn.q_absorbed", "layers.0.attn.o_latent"}) {
+                REQUIRE(stacked.has(name));
+                CHECK(rel_err(stacked.at(name).data, per_head.at(name).data) < 1e-13);
+            }
+            for (int64_t tokens_per_block : {int64_t(1), int64_t(3)})
+                CHECK(rel_err(mla_attend_absorbed_stacked<double>(c, q, c_kv, k_pe, W_kv_b, pos, 0, nullptr,
+                                                                  tokens_per_block * n * c.n_h), ref) < 1e-13);
+        }
+    }
+}
+
 TEST_CASE("MLA fp32 is within 1e-5 of the fp64 oracle in both forms") {
     const Config c = config_preset("tiny");
     const Weights<double> wd = random_weights<double>(c, 4);

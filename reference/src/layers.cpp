@@ -17,8 +17,23 @@ Mat<S> rms_norm(MatCRef<S> x, const Eigen::Ref<const Vec<S>>& w, double eps) {
 
 template <typename S>
 Mat<S> linear(MatCRef<S> x, MatCRef<S> W) {
+    return x.rows() <= kSmallBatch ? linear_rows<S>(x, W) : linear_gemm<S>(x, W);
+}
+
+template <typename S>
+Mat<S> linear_gemm(MatCRef<S> x, MatCRef<S> W) {
     Mat<S> y(x.rows(), W.rows());                                      // [T, out]
     y.noalias() = x * W.transpose();
+    return y;
+}
+
+template <typename S>
+Mat<S> linear_rows(MatCRef<S> x, MatCRef<S> W) {
+    const int64_t T = x.rows(), out = W.rows();
+    Mat<S> y(T, out);                                                  // [T, out]
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < out; ++j)                                  // W_j: read once, used T times
+        for (int64_t t = 0; t < T; ++t) y(t, j) = x.row(t).dot(W.row(j));
     return y;
 }
 
@@ -49,6 +64,8 @@ void softmax_rows(Mat<S>& z) {
 #define DSV2_INSTANTIATE(S)                                                             \
     template Mat<S> rms_norm<S>(MatCRef<S>, const Eigen::Ref<const Vec<S>>&, double); \
     template Mat<S> linear<S>(MatCRef<S>, MatCRef<S>);                                \
+    template Mat<S> linear_gemm<S>(MatCRef<S>, MatCRef<S>);                           \
+    template Mat<S> linear_rows<S>(MatCRef<S>, MatCRef<S>);                           \
     template Mat<S> silu<S>(MatCRef<S>);                                              \
     template Mat<S> swiglu<S>(MatCRef<S>, MatCRef<S>, MatCRef<S>, MatCRef<S>);        \
     template void softmax_rows<S>(Mat<S>&);

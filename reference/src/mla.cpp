@@ -1,5 +1,6 @@
 #include "dsv2/mla.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <stdexcept>
 
@@ -164,6 +165,45 @@ Mat<S> mla_attend_absorbed(const Config& cfg, const MlaQuery<S>& q, MatCRef<S> c
 }
 
 template <typename S>
+Mat<S> mla_attend_absorbed_stacked(const Config& cfg, const MlaQuery<S>& q, MatCRef<S> c_kv, MatCRef<S> k_pe,
+                                   MatCRef<S> W_kv_b, const std::vector<int64_t>& positions, int64_t l,
+                                   Trace* trace, int64_t score_budget) {
+    const int64_t T = q.q_nope.rows(), n = c_kv.rows(), H = cfg.n_h;
+    check_attend_shapes(cfg, T, n, k_pe.rows(), W_kv_b.rows(), positions);
+    const double sigma = softmax_scale(cfg);
+    Mat<S> q_abs(T, H * cfg.d_c);                                               // [T, n_h·d_c] ≡ [T·n_h, d_c]
+    Mat<S> o_lat(T, H * cfg.d_c);                                               // [T, n_h·d_c] ≡ [T·n_h, d_c]
+    Mat<S> o(T, H * cfg.d_v);                                                   // [T, n_h·d_v]
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < H; ++i) {  // q̃_i = q^C_i W^UK_i, every token at once
+        const auto W_UK = W_kv_b.middleRows(i * (cfg.d_h + cfg.d_v), cfg.d_h); // [d_h, d_c]
+        q_abs.middleCols(i * cfg.d_c, cfg.d_c).noalias() = q.q_nope.middleCols(i * cfg.d_h, cfg.d_h) * W_UK;
+    }
+    // Blocks of tokens; within a block, row r of the stacked matrices is (token t0 + r / n_h, head r % n_h).
+    const int64_t block = std::max<int64_t>(1, score_budget / std::max<int64_t>(1, n * H));
+    for (int64_t t0 = 0; t0 < T; t0 += block) {
+        const int64_t tb = std::min(block, T - t0), R = tb * H;
+        const MatMap<S> Q(q_abs.data() + t0 * H * cfg.d_c, R, cfg.d_c);        // [R, d_c]
+        const MatMap<S> Q_pe(q.q_pe.data() + t0 * H * cfg.d_R, R, cfg.d_R);     // [R, d_R]
+        Mat<S> scores = linear<S>(Q, c_kv);                                     // [R, n] = Q̃ ĉᵀ
+        scores += linear<S>(Q_pe, k_pe);                                        //        + Q^R k^Rᵀ
+        std::vector<int64_t> row_pos(static_cast<size_t>(R));
+        for (int64_t r = 0; r < R; ++r) row_pos[size_t(r)] = positions[size_t(t0 + r / H)];
+        scaled_causal_softmax<S>(scores, sigma, row_pos);
+        Eigen::Map<Mat<S>> O(o_lat.data() + t0 * H * cfg.d_c, R, cfg.d_c);     // [R, d_c]
+        O.noalias() = scores * c_kv;                                            // Õ = P ĉ
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < H; ++i) {  // o_i = õ_i W^UV_iᵀ
+        const auto W_UV = W_kv_b.middleRows(i * (cfg.d_h + cfg.d_v) + cfg.d_h, cfg.d_v);  // [d_v, d_c]
+        o.middleCols(i * cfg.d_v, cfg.d_v).noalias() = o_lat.middleCols(i * cfg.d_c, cfg.d_c) * W_UV.transpose();
+    }
+    capture(trace, iname(l, "attn.q_absorbed"), q_abs);
+    capture(trace, iname(l, "attn.o_latent"), o_lat);
+    return o;
+}
+
+template <typename S>
 Mat<S> mla_forward(const Config& cfg, const Weights<S>& w, int64_t l, MatCRef<S> x,
                    const std::vector<int64_t>& positions, const Rope& rope, LatentCache<S>& cache,
                    AttentionForm form, Trace* trace) {
@@ -175,8 +215,8 @@ Mat<S> mla_forward(const Config& cfg, const Weights<S>& w, int64_t l, MatCRef<S>
     const Mat<S>& W_kv_b = w.mat(a + "kv_b_proj.weight");
     const Mat<S> o = form == AttentionForm::naive
                          ? mla_attend_naive<S>(cfg, q, cache.c_kv(l, n), cache.k_pe(l, n), W_kv_b, positions)
-                         : mla_attend_absorbed<S>(cfg, q, cache.c_kv(l, n), cache.k_pe(l, n), W_kv_b,
-                                                  positions, l, trace);
+                         : mla_attend_absorbed_stacked<S>(cfg, q, cache.c_kv(l, n), cache.k_pe(l, n), W_kv_b,
+                                                          positions, l, trace);
     capture(trace, iname(l, "attn.o"), o);
     Mat<S> u = linear<S>(o, w.mat(a + "o_proj.weight"));                       // [T, d]
     capture(trace, iname(l, "attn.out"), u);
@@ -193,6 +233,9 @@ Mat<S> mla_forward(const Config& cfg, const Weights<S>& w, int64_t l, MatCRef<S>
                                         MatCRef<S>, const std::vector<int64_t>&);                      \
     template Mat<S> mla_attend_absorbed<S>(const Config&, const MlaQuery<S>&, MatCRef<S>, MatCRef<S>,  \
                                            MatCRef<S>, const std::vector<int64_t>&, int64_t, Trace*);  \
+    template Mat<S> mla_attend_absorbed_stacked<S>(const Config&, const MlaQuery<S>&, MatCRef<S>, MatCRef<S>, \
+                                                   MatCRef<S>, const std::vector<int64_t>&, int64_t, Trace*,  \
+                                                   int64_t);                                                  \
     template Mat<S> mla_forward<S>(const Config&, const Weights<S>&, int64_t, MatCRef<S>,              \
                                    const std::vector<int64_t>&, const Rope&, LatentCache<S>&,          \
                                    AttentionForm, Trace*);

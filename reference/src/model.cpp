@@ -52,7 +52,7 @@ Mat<S> Model<S>::decoder_layer(int64_t l, MatCRef<S> h, const std::vector<int64_
 
 template <typename S>
 Mat<S> Model<S>::forward(const std::vector<int32_t>& tokens, LatentCache<S>& cache, AttentionForm form,
-                         Trace* trace) const {
+                         Trace* trace, Logits which) const {
     const int64_t T = int64_t(tokens.size());
     if (T == 0) return Mat<S>(0, cfg_.V);
     if (cache.layers() != cfg_.L || cache.width() != cfg_.cache_width())
@@ -71,9 +71,10 @@ Mat<S> Model<S>::forward(const std::vector<int32_t>& tokens, LatentCache<S>& cac
     capture(trace, "embed", h);
     for (int64_t l = 0; l < cfg_.L; ++l) h = decoder_layer(l, h, positions, cache, form, trace);
     cache.commit(T);
+    if (which == Logits::last) h = h.bottomRows(1).eval();                     // [1, d]
     const Mat<S> hn = rms_norm<S>(h, w_.vec("model.norm.weight"), cfg_.rms_norm_eps);
     capture(trace, "norm", hn);
-    Mat<S> logits = linear<S>(hn, w_.mat("lm_head.weight"));                   // [T, V]
+    Mat<S> logits = linear<S>(hn, w_.mat("lm_head.weight"));                   // [T or 1, V]
     capture(trace, "logits", logits);
     return logits;
 }

@@ -90,6 +90,20 @@ template <typename S>
 Mat<S> mla_attend_absorbed(const Config& cfg, const MlaQuery<S>& q, MatCRef<S> c_kv, MatCRef<S> k_pe,
                            MatCRef<S> W_kv_b, const std::vector<int64_t>& positions, int64_t l, Trace* trace);
 
+/// The absorbed form with every head's query stacked as a row of one matrix, as in FlashMLA:
+/// rows (t, i) of Q̃ [T·n_h, d_c] — the memory of q_absorbed [T, n_h·d_c] read as one row per
+/// (token, head) — against the cached rows at once: scores = Q̃ ĉᵀ + Q^R k^Rᵀ [T·n_h, S],
+/// Õ = P ĉ. Each latent row is read once per block of tokens and shared by all heads, instead
+/// of once per head; tokens go in blocks that keep the score block under 2^24 elements. The
+/// same numbers as mla_attend_absorbed up to the order of sums (test_mla, "stacked"); this is
+/// the form mla_forward runs. Same inputs, outputs and recorded names as mla_attend_absorbed;
+/// `score_budget` (elements of one score block) is a parameter only so that tests can force
+/// many blocks.
+template <typename S>
+Mat<S> mla_attend_absorbed_stacked(const Config& cfg, const MlaQuery<S>& q, MatCRef<S> c_kv, MatCRef<S> k_pe,
+                                   MatCRef<S> W_kv_b, const std::vector<int64_t>& positions, int64_t l = 0,
+                                   Trace* trace = nullptr, int64_t score_budget = int64_t(1) << 24);
+
 /// The whole attention sub-layer of layer l for the T new tokens: projections, cache write,
 /// attention over the cache (in `form`), W^O. x = input_layernorm(h).
 ///   x [T, d] → u [T, d]

@@ -17,6 +17,11 @@ namespace dsv2 {
 template <typename S>
 void check_weights(const Config& cfg, const Weights<S>& w, const std::string& where = "weights");
 
+/// Which positions forward() returns logits for: all of them (scoring a text, the golden
+/// comparisons) or only the last (generation's prefill: the lm_head of the other T − 1 rows
+/// would be thrown away, and at V = 102400 it is the largest product of a prefill).
+enum class Logits { all, last };
+
 /// A model ready to run: config, weights and rotary tables. S = float (default) or double.
 template <typename S>
 class Model {
@@ -30,9 +35,10 @@ public:
     /// layer, appends their latent rows to `cache`, and returns their logits.
     /// A prefill is one call with the whole prompt; decode is further calls with one (or a
     /// few) tokens. Throws std::invalid_argument for a token outside [0, V).
-    ///   tokens [T] → logits [T, V]
+    ///   tokens [T] → logits [T, V]   (which = Logits::last: [1, V], the last position's)
     Mat<S> forward(const std::vector<int32_t>& tokens, LatentCache<S>& cache,
-                   AttentionForm form = AttentionForm::absorbed, Trace* trace = nullptr) const;
+                   AttentionForm form = AttentionForm::absorbed, Trace* trace = nullptr,
+                   Logits which = Logits::all) const;
 
     /// One decoder layer, h' = h + Attn(RMSNorm(h)); out = h' + FFN(RMSNorm(h')).
     ///   h [T, d] → [T, d]
