@@ -13,16 +13,21 @@ DEB_PACKAGES := cmake make g++ pkg-config libeigen3-dev nlohmann-json3-dev catch
 
 all: build
 
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+# $(call apt_install,PACKAGES): installs those of the Debian PACKAGES that are missing (as root, or via sudo).
+define apt_install
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "make deps: installing$$missing"; \
+	  echo "make: installing$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call apt_install,$(DEB_PACKAGES))
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
@@ -50,13 +55,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_SEED ?= 1
 FUZZ_DEB := clang libclang-rt-14-dev libomp-dev
 fuzz-deps:
-	@missing=""; for p in $(FUZZ_DEB); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_install,$(FUZZ_DEB))
 fuzz: deps fuzz-deps
 	CC=clang CXX=clang++ cmake -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSV2_FUZZ=ON \
 	  -DDSV2_WITH_CUDA=OFF -DDSV2_BUILD_TESTS=OFF
@@ -84,14 +83,7 @@ notebooks: deps $(BUILD)/CMakeCache.txt
 # The documentation site (Doxygen, docs/Doxyfile) under $(BUILD)/docs/html; any warning fails it.
 DOCS_DEB := doxygen
 docs-deps:
-	@missing=""; for p in $(DOCS_DEB); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "make docs-deps: installing$$missing"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_install,$(DOCS_DEB))
 docs: docs-deps
 	@mkdir -p $(BUILD)/docs
 	( cat docs/Doxyfile; echo "OUTPUT_DIRECTORY = $(BUILD)/docs" ) | doxygen -
@@ -113,6 +105,28 @@ exercise: deps $(BUILD)/CMakeCache.txt
 	if [ $$rc -eq 0 ]; then echo "ex$(N): PASSED — every test in exercises/tests/test_ex$(N).cpp holds"; \
 	elif [ $$rc -eq 77 ]; then echo "ex$(N): SKIPPED — it builds, but there is no CUDA device here to run it"; \
 	else echo "ex$(N): FAILED — see the failures above; TODO(ex$(N)) means a function of $$dir/stub.* is not written yet"; exit 1; fi
+
+# --- speed: the oracle against PyTorch on the same work (docs/benchmarks.md) ----------------------
+# A V2-Lite-shaped checkpoint reduced to BENCH_LAYERS layers (random bf16 weights, made once under
+# $(BUILD)/bench), then `dsv2 bench` and tools/bench/bench_torch.py (transformers, fp32, eager) on
+# the same config, weights, tokens and thread count, one after the other, and their ratios.
+# Needs about 14 GB of memory and 4 GB of disk; takes a few minutes.
+.PHONY: bench bench-deps
+BENCH_LAYERS   ?= 3
+BENCH_MODEL    ?= $(BUILD)/bench/lite-$(BENCH_LAYERS)l
+BENCH_THREADS  ?= $(JOBS)
+BENCH_PREFILL  ?= 512
+BENCH_CONTEXTS ?= 128,1024,4096
+BENCH_STEPS    ?= 8
+BENCH_ARGS      = --model $(BENCH_MODEL) --threads $(BENCH_THREADS) --prefill $(BENCH_PREFILL) \
+                  --contexts $(BENCH_CONTEXTS) --steps $(BENCH_STEPS)
+bench-deps:
+	@python3 -c "import torch, transformers, safetensors" 2>/dev/null || python3 -m pip install -q -r tools/bench/requirements.txt
+bench: build bench-deps
+	python3 tools/bench/make_checkpoint.py --out $(BENCH_MODEL) --layers $(BENCH_LAYERS)
+	$(BUILD)/bin/dsv2 bench $(BENCH_ARGS) --json $(BUILD)/bench/dsv2.json
+	python3 tools/bench/bench_torch.py $(BENCH_ARGS) --json $(BUILD)/bench/torch.json
+	python3 tools/bench/report.py $(BUILD)/bench/dsv2.json $(BUILD)/bench/torch.json
 
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))

@@ -81,6 +81,22 @@ Mat<S> randn(int64_t rows, int64_t cols, uint64_t seed, double scale = 1.0) {
     return m;
 }
 
+/// CPU seconds spent so far by every process (/proc/stat) and by this one (getrusage).
+std::pair<double, double> cpu_seconds() {
+    double all = 0;
+    if (FILE* f = std::fopen("/proc/stat", "r")) {
+        unsigned long long v[8] = {};
+        if (std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                        &v[6], &v[7]) == 8)
+            all = double(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / double(sysconf(_SC_CLK_TCK));  // all but idle, iowait
+        std::fclose(f);
+    }
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    const double self = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + 1e-6 * double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+    return {all, self};
+}
+
 double peak_rss_bytes() {
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
@@ -97,6 +113,8 @@ std::vector<int64_t> parse_contexts(const std::string& text) {
         out.push_back(std::stoll(item));
     }
     if (out.empty()) throw std::invalid_argument("--contexts: empty; expected e.g. 128,1024,4096");
+    for (int64_t n : out)
+        if (n < 1) throw std::invalid_argument("--contexts: a context must hold at least 1 token, got 0");
     return out;
 }
 
@@ -149,10 +167,10 @@ double moe_flops(const Config& c, int64_t T) {
     return 2.0 * double(T) * (double(c.d) * c.N_r + double(c.K_r + c.N_s) * 3.0 * c.d * c.d_e);
 }
 
-/// Bytes one decode step must read at context n: every weight it touches once (attention, norms,
+/// Bytes one decode step must read when attending over n cached rows: every weight it touches once (attention, norms,
 /// dense MLPs, per MoE layer the router, K_r routed and the shared experts), one embedding row,
 /// the lm_head, and the latent cache of every layer.
-double decode_bytes(const Config& c, int64_t n, int64_t S) {
+double decode_bytes(const Config& c, double n, int64_t S) {
     const double q = c.has_q_lora() ? double(c.d) * c.d_q + c.d_q + double(c.d_q) * c.n_h * c.d_qk() : double(c.d) * c.n_h * c.d_qk();
     const double attn = q + double(c.d) * (c.d_c + c.d_R) + c.d_c + double(c.d_c) * c.n_h * (c.d_h + c.d_v) +
                         double(c.n_h) * c.d_v * c.d + 2.0 * c.d;
@@ -161,7 +179,7 @@ double decode_bytes(const Config& c, int64_t n, int64_t S) {
         elems += attn;
         elems += c.is_moe_layer(l) ? double(c.d) * c.N_r + double(c.K_r + c.N_s) * 3.0 * c.d * c.d_e : 3.0 * double(c.d) * c.d_ff;
     }
-    elems += double(c.L) * double(n) * double(c.cache_width());
+    elems += double(c.L) * n * double(c.cache_width());
     return elems * double(S);
 }
 
@@ -210,18 +228,21 @@ nlohmann::json bench_model(const Model<S>& model, const BenchOptions& o, const s
         for (AttentionForm form : forms) {
             progress("decode at context " + std::to_string(n) + ", " + to_string(form) + " attention, " +
                      std::to_string(o.steps) + " steps");
-            LatentCache<S> cache(c, n + o.steps + 1);
-            fill_cache(cache, c, n);
-            model.forward({bench_token(n, c.V)}, cache, form, nullptr, Logits::last);
+            // n − 1 synthetic rows, then the warm-up step at position n − 1: the timed steps run at
+            // positions n … n + steps − 1 and step i attends over n + i + 1 rows.
+            LatentCache<S> cache(c, n + o.steps);
+            fill_cache(cache, c, n - 1);
+            model.forward({bench_token(n - 1, c.V)}, cache, form, nullptr, Logits::last);
             const auto t0 = Clock::now();
             for (int64_t i = 0; i < o.steps; ++i)
-                model.forward({bench_token(n + 1 + i, c.V)}, cache, form, nullptr, Logits::last);
+                model.forward({bench_token(n + i, c.V)}, cache, form, nullptr, Logits::last);
             const double s = since(t0) / double(o.steps);
-            const double bytes = decode_bytes(c, n + 1 + o.steps / 2, int64_t(sizeof(S)));
+            const double bytes = decode_bytes(c, double(n) + double(o.steps - 1) / 2.0 + 1.0, int64_t(sizeof(S)));
             j["decode"].push_back({{"context", n}, {"attention", to_string(form)}, {"steps", o.steps},
                                    {"seconds_per_token", s}, {"tokens_per_s", 1.0 / s},
                                    {"bytes_per_token", bytes}, {"effective_gbs", bytes / s / 1e9},
                                    {"floor_tokens_per_s", gbs_peak > 0 ? gbs_peak * 1e9 / bytes : 0.0}});
+            if (gbs_peak <= 0) j["decode"].back().erase("floor_tokens_per_s");
         }
     }
 
@@ -319,6 +340,8 @@ int run_bench(const BenchOptions& o) {
     const int64_t cache_width = cfg.cache_width();
     j["cache_bytes_per_token"] = double(cfg.L * cache_width * S);
 
+    const auto cpu0 = cpu_seconds();
+    const auto wall0 = Clock::now();
     double gflops = 0, gbs = 0;
     if (o.floors) {
         std::fprintf(stderr, "dsv2 bench: floors: fp32 GEMM rate, memory bandwidth\n");
@@ -340,6 +363,12 @@ int run_bench(const BenchOptions& o) {
                               : bench_model(load(float{}), o, forms, contexts, gflops, gbs);
     j.update(r);
     j["peak_rss_bytes"] = peak_rss_bytes();
+    // Other processes' CPU use during the run, in cores: with every core busy in OpenMP, anything
+    // else running slows the figures far more than its share.
+    const auto cpu1 = cpu_seconds();
+    const double other = std::max(0.0, ((cpu1.first - cpu0.first) - (cpu1.second - cpu0.second)) / since(wall0));
+    j["other_cpu_load"] = other;
+    j["wall_seconds"] = since(wall0);
 
     // The table.
     std::printf("dsv2 bench: %s, %lld layers, %s, %d threads\n", source_name(o.source).c_str(), (long long)cfg.L,
@@ -348,11 +377,15 @@ int run_bench(const BenchOptions& o) {
     for (const auto& p : j["prefill"])
         std::printf("  prefill %5lld tokens  %-8s  %8.3f s  %9.1f tokens/s\n", (long long)p["tokens"].get<int64_t>(),
                     p["attention"].get<std::string>().c_str(), p["seconds"].get<double>(), p["tokens_per_s"].get<double>());
-    for (const auto& p : j["decode"])
-        std::printf("  decode  ctx %6lld  %-8s  %8.2f ms/token  %7.2f tokens/s  (%.1f GB/s; floor %.2f tokens/s)\n",
+    for (const auto& p : j["decode"]) {
+        char floor[64] = "";
+        if (p.contains("floor_tokens_per_s"))
+            std::snprintf(floor, sizeof floor, "; bandwidth floor %.2f tokens/s", p["floor_tokens_per_s"].get<double>());
+        std::printf("  decode  ctx %6lld  %-8s  %8.2f ms/token  %7.2f tokens/s  (reads %.1f GB/s%s)\n",
                     (long long)p["context"].get<int64_t>(), p["attention"].get<std::string>().c_str(),
-                    1e3 * p["seconds_per_token"].get<double>(), p["tokens_per_s"].get<double>(), p["effective_gbs"].get<double>(),
-                    p["floor_tokens_per_s"].get<double>());
+                    1e3 * p["seconds_per_token"].get<double>(), p["tokens_per_s"].get<double>(),
+                    p["effective_gbs"].get<double>(), floor);
+    }
     if (j.contains("parts"))
         for (const auto& p : j["parts"]) {
             std::printf("  part %-11s T %5lld ctx %6lld %-8s %9.3f ms  %7.1f GFLOP/s", p["name"].get<std::string>().c_str(),
@@ -364,6 +397,8 @@ int run_bench(const BenchOptions& o) {
         }
     std::printf("  cache %.0f bytes/token (all layers), peak memory %.2f GB\n", j["cache_bytes_per_token"].get<double>(),
                 j["peak_rss_bytes"].get<double>() / 1e9);
+    if (other > 0.2)
+        std::printf("  WARNING: other processes used %.2f cores during the run; the figures above are not those of a quiet machine\n", other);
     if (!o.json.empty()) write_file_atomic(o.json, j.dump(2) + "\n");
     return 0;
 }
