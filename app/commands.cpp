@@ -138,6 +138,13 @@ int forward_in(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
     if (!o.dump.empty()) {
         std::map<std::string, RawTensor> tensors;
         for (const auto& [name, e] : trace.entries()) tensors.emplace(name, to_raw(e));
+        // The tokens it ran, I32 [T]: a dump describes itself (dsv2 compare --against needs no --tokens).
+        RawTensor tok;
+        tok.dtype = DType::I32;
+        tok.shape = {T};
+        tok.bytes.resize(size_t(T) * 4);
+        std::memcpy(tok.bytes.data(), tokens.data(), tok.bytes.size());
+        tensors.emplace("tokens", std::move(tok));
         std::string toks;
         for (int32_t t : tokens) toks += (toks.empty() ? "" : ",") + std::to_string(t);
         try {

@@ -79,7 +79,21 @@ struct BenchOptions {
     std::string json;                         ///< also write the figures here
 };
 
+/// dsv2 compare: the fp64 oracle against the intermediates another implementation dumped under
+/// the names of docs/intermediates.md (`--against`), one line per intermediate, the first
+/// divergence named. Exit 0 when every intermediate is within the dtype's bound, 1 otherwise.
+struct CompareOptions {
+    ModelSource source;
+    std::string against;  ///< FILE.safetensors; empty: nothing to compare with (no CUDA model path yet), exit 2
+    std::string tokens;   ///< "3,14,15"; empty: the `tokens` tensor of FILE
+    int64_t prefill = -1;  ///< tokens in the first call; -1 = all
+    std::string attention = "absorbed";
+    std::string dtype = "fp32";  ///< the precision FILE was computed in: fp32 or bf16 (sets the bound)
+    bool json = false;
+};
+
 int run_forward(const ForwardOptions& o);
+int run_compare(const CompareOptions& o);
 int run_bench(const BenchOptions& o);
 
 /// Refuses, before any work, an output path whose directory is missing or not writable.

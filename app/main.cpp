@@ -77,6 +77,16 @@ int main(int argc, char** argv) {
     c_fwd->add_option("--devices", fwd.devices, "D, devices the experts are split over (default: n_group)")->check(CLI::Range(int64_t(1), int64_t(1) << 20))->needs(rs_flag);
     c_fwd->add_option("--device-limit", fwd.device_limit, "M, devices a token may reach (default: topk_group)")->check(CLI::Range(int64_t(1), int64_t(1) << 20))->needs(rs_flag);
 
+    dsv2::app::CompareOptions cmp;
+    auto* c_cmp = app.add_subcommand("compare", "the fp64 oracle against the intermediates another implementation dumped (--against FILE.safetensors): every intermediate's error, PASS or FAIL at the dtype's bound, the first divergence");
+    add_source(c_cmp, cmp.source, true);
+    c_cmp->add_option("--against", cmp.against, "safetensors file of intermediates under the names of docs/intermediates.md (a dsv2 forward --dump, PyTorch, your kernels)");
+    c_cmp->add_option("--tokens", cmp.tokens, "token ids, comma-separated: 3,14,15 (default: the file's \"tokens\" tensor)");
+    c_cmp->add_option("--prefill", cmp.prefill, "tokens in the oracle's first (prefill) call; the rest are decoded one at a time (default: all)");
+    c_cmp->add_option("--attention", cmp.attention, "naive or absorbed")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
+    c_cmp->add_option("--dtype", cmp.dtype, "precision the file was computed in, which sets the bound: fp32 (1e-5) or bf16 (2e-2)")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
+    c_cmp->add_flag("--json", cmp.json, "machine-readable output");
+
     dsv2::app::ModelSource kv_src;
     int64_t context = 4096, groups = 8, bpe = 2;
     bool kv_json = false;
@@ -128,6 +138,7 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
         if (*c_fwd) require_source(fwd.source, "forward");
+        if (*c_cmp) require_source(cmp.source, "compare");
         if (*c_kv) require_source(kv_src, "kv-cache");
         if (*c_params) require_source(p_src, "params");
         if (*c_bench) require_source(bench.source, "bench");
@@ -139,7 +150,7 @@ int main(int argc, char** argv) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
         if (app.get_subcommands().empty() && argc > 1 && argv[1][0] != '-') {
-            std::cerr << "dsv2: error: unknown command \"" << argv[1] << "\" (commands: bench, demo, forward, generate, inspect, kv-cache, params)\n";
+            std::cerr << "dsv2: error: unknown command \"" << argv[1] << "\" (commands: bench, compare, demo, forward, generate, inspect, kv-cache, params)\n";
             return 2;
         }
         std::cerr << "dsv2: error: " << e.what() << " (see dsv2 --help)\n";
@@ -149,6 +160,7 @@ int main(int argc, char** argv) {
     try {
         if (*c_demo) return dsv2::app::run_demo(demo);
         if (*c_fwd) return dsv2::app::run_forward(fwd);
+        if (*c_cmp) return dsv2::app::run_compare(cmp);
         if (*c_kv) return dsv2::app::run_kv_cache(kv_src, context, groups, bpe, kv_json);
         if (*c_params) return dsv2::app::run_params(p_src, p_json);
         if (*c_gen) return dsv2::app::run_generate(gen);

@@ -214,7 +214,7 @@ check(probs_ok, "every probability is within (e^{2 B_max} - 1) p of the oracle's
 // without YaRN's $\mathrm{mscale}^2$ (spec §6, gotcha 2). Its logits are wrong, and the
 // comparison names the first tensor that differs: the latent attention output of layer 0 —
 // everything before it (norms, projections, RoPE, the cache rows, the absorbed query) still
-// matches. This is what the planned `dsv2 compare` of two `--dump` files will print.
+// matches. `dsv2 compare --against FILE` prints this for any implementation's dump (docs/compare.md).
 
 // %%
 cell(5);
