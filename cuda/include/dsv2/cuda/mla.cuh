@@ -1,6 +1,6 @@
-// Device-pointer level of the CUDA MLA decode path (FlashMLA style: one parameter struct per
-// kernel, a launcher that validates and launches on a stream). Element type E of the cache and
-// queries: float or __nv_bfloat16; accumulation is always fp32. NOT YET RUN ON A GPU.
+// Device-pointer level of the CUDA MLA path (FlashMLA style: one parameter struct per kernel, a
+// launcher that validates and launches on a stream). Element type E of the cache, queries and
+// keys/values: float or __nv_bfloat16; accumulation is always fp32. NOT YET RUN ON A GPU.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "dsv2/cuda/paged.hpp"
+#include "dsv2/cuda/prefill.hpp"
 
 namespace dsv2::cuda {
 
@@ -55,5 +56,26 @@ struct MlaDecodeParams {
 };
 template <typename E>
 void launch_mla_decode(const MlaDecodeParams<E>& p, cudaStream_t stream);
+
+/// MLA prefill in the non-absorbed multi-head form (cuda/src/mla_prefill.cu): causal, tiled,
+/// online softmax; T new queries at positions n − T … n − 1 against n keys. Layout and the
+/// algorithm: dsv2/cuda/prefill.hpp (CPU twin mla_prefill_tiled_reference).
+/// The launcher throws std::invalid_argument naming the argument (shapes, σ, tile sizes, null
+/// pointers, shared memory beyond the device's opt-in limit).
+template <typename E>
+struct MlaPrefillParams {
+    const E* q = nullptr;       ///< [T, n_h, d_nope + d_R] per head [q_nope | q_pe (post-RoPE)]
+    const E* k_nope = nullptr;  ///< [≥ n, n_h, d_nope] (decompressed: ĉ W^UKᵀ per head)
+    const E* k_pe = nullptr;    ///< [≥ n, d_R] post-RoPE, shared by all heads
+    const E* v = nullptr;       ///< [≥ n, n_h, d_v] (decompressed: ĉ W^UVᵀ per head)
+    float* o = nullptr;         ///< [T, n_h, d_v]
+    float* lse = nullptr;       ///< [T, n_h] natural log-sum-exp of the σ-scaled scores; may be null
+    int T = 0, n = 0, n_h = 0, d_nope = 128, d_R = 64, d_v = 128;
+    int block_q = kPrefillDefaultBlockQ;  ///< Br: query rows per CTA
+    int block_k = kPrefillDefaultBlockK;  ///< Bc: keys per shared-memory tile
+    float sigma = 0.f;                    ///< softmax scale (dsv2::softmax_scale); 0 is refused
+};
+template <typename E>
+void launch_mla_prefill(const MlaPrefillParams<E>& p, cudaStream_t stream);
 
 }  // namespace dsv2::cuda

@@ -1,9 +1,11 @@
-// Host-side API of the CUDA MLA decode path over host arrays, callable from plain C++ (no CUDA
-// headers): each call uploads, launches (cuda/src/mla.cu), and downloads. The device-pointer
-// level (parameter structs, launchers on a stream) is in dsv2/cuda/mla.cuh.
+// Host-side API of the CUDA MLA path (decode and prefill) over host arrays, callable from plain
+// C++ (no CUDA headers): each call uploads, launches (cuda/src/mla.cu, cuda/src/mla_prefill.cu),
+// and downloads. The device-pointer level (parameter structs, launchers on a stream) is in
+// dsv2/cuda/mla.cuh.
 //
-// NOT YET RUN ON A GPU: these compile and their tests (tests/test_cuda_mla.cpp) skip without a
-// device; the host logic they use (dsv2/cuda/paged.hpp) is tested on the CPU.
+// NOT YET RUN ON A GPU: these compile and their tests (tests/test_cuda_mla.cpp,
+// tests/test_cuda_mla_prefill.cpp) skip without a device; the host logic they use
+// (dsv2/cuda/paged.hpp, dsv2/cuda/prefill.hpp) is tested on the CPU.
 //
 // bf16 data is passed as uint16_t bit patterns (dsv2::cuda::to_bf16 rounds to nearest even).
 #pragma once
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "dsv2/cuda/paged.hpp"
+#include "dsv2/cuda/prefill.hpp"
 
 namespace dsv2::cuda {
 
@@ -57,5 +60,21 @@ DecodeResult mla_decode(const std::vector<float>& cache, const PagedLayout& layo
 DecodeResult mla_decode(const std::vector<uint16_t>& cache_bf16, const PagedLayout& layout, const BlockTable& bt,
                         const std::vector<uint16_t>& q_abs_bf16, const std::vector<uint16_t>& q_pe_bf16, int n_h,
                         float sigma, int num_sm = 0);
+
+/// MLA prefill in the non-absorbed multi-head form (cuda/src/mla_prefill.cu; reproduces
+/// dsv2::mla_attend_naive for T queries at positions n − T … n − 1; CPU twin
+/// mla_prefill_tiled_reference). Layout in dsv2/cuda/prefill.hpp:
+///   q [T, n_h, d_nope + d_R], k_nope [rows ≥ n, n_h, d_nope], k_pe [rows, d_R], v [rows, n_h, d_v]
+///   → o [T, n_h, d_v], lse [T, n_h]
+/// o and lse must be sized by the caller; their contents are uploaded as given (so a test can
+/// poison them) and every element is overwritten. Rows past n are uploaded but never read.
+/// Throws std::invalid_argument naming a bad argument.
+void mla_prefill(const PrefillDims& d, const std::vector<float>& q, const std::vector<float>& k_nope,
+                 const std::vector<float>& k_pe, const std::vector<float>& v, float sigma, std::vector<float>& o,
+                 std::vector<float>& lse, int block_q = kPrefillDefaultBlockQ, int block_k = kPrefillDefaultBlockK);
+void mla_prefill(const PrefillDims& d, const std::vector<uint16_t>& q_bf16, const std::vector<uint16_t>& k_nope_bf16,
+                 const std::vector<uint16_t>& k_pe_bf16, const std::vector<uint16_t>& v_bf16, float sigma,
+                 std::vector<float>& o, std::vector<float>& lse, int block_q = kPrefillDefaultBlockQ,
+                 int block_k = kPrefillDefaultBlockK);
 
 }  // namespace dsv2::cuda
