@@ -128,6 +128,16 @@ bench: build bench-deps
 	python3 tools/bench/bench_torch.py $(BENCH_ARGS) --json $(BUILD)/bench/torch.json
 	python3 tools/bench/report.py $(BUILD)/bench/dsv2.json $(BUILD)/bench/torch.json
 
+# --- a lent GPU machine (cuda/README.md, "Running the GPU check on a lent H200") --------------------
+# gpu-bundle, HERE: the Debian build dependencies into build-gpu-deps/ (carried to the device).
+# gpu-check, THERE: build-gpu/ against that bundle (no `deps`: no apt there), then the GPU tests,
+# compute-sanitizer, dsv2 compare, the CPU suite and a bench; summary in $OUT/ (else build-gpu/gpu-check/).
+.PHONY: gpu-bundle gpu-check
+gpu-bundle: deps
+	bash tools/gpu/bundle_deps.sh build-gpu-deps
+gpu-check:
+	bash tools/gpu/gpu_check.sh
+
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
 
