@@ -67,7 +67,8 @@ def comparison_rows(dsv2: dict, torch: dict) -> list[list[str]]:
         t = r.get("tokens")
         p = tp.get(t, {})
         seen.add(t)
-        out.append([f"prefill {t if t is not None else DASH}", fmt(tps(r)), fmt(tps(p)),
+        form = r.get("attention")
+        out.append([f"prefill {t if t is not None else DASH}" + (f" ({form})" if form else ""), fmt(tps(r)), fmt(tps(p)),
                     *ratio_cells(tps(r), tps(p), TARGETS["prefill"]), f"≥ {TARGETS['prefill']:g}×"])
     for t, p in tp.items():
         if t not in seen:
@@ -107,7 +108,8 @@ def part_rows(dsv2: dict, torch: dict) -> list[list[str]]:
     for r in rows_of(dsv2, "parts"):
         g = num(r.get("gflops"))
         pct = DASH if g is None or peak is None else f"{100.0 * g / peak:.0f}%"
-        out.append([str(r.get("name", DASH)), fmt(r.get("T"), "g"), fmt(r.get("context"), "g"),
+        name = str(r.get("name", DASH)) + (f" ({r['attention']})" if r.get("attention") else "")
+        out.append([name, fmt(r.get("T"), "g"), fmt(r.get("context"), "g"),
                     fmt(g, ".1f"), pct, fmt(r.get("seconds"), ".4f")])
     return out
 
@@ -130,7 +132,7 @@ def describe(doc: dict, name: str) -> str:
     bits = [str(doc.get("impl") or doc.get("tool") or name)]
     v = doc.get("versions")
     if isinstance(v, dict):
-        vs = ", ".join(f"{k} {v[k]}" for k in ("dsv2", "torch", "transformers", "python", "compiler")
+        vs = ", ".join(f"{k} {v[k]}" for k in ("dsv2", "eigen", "compiler", "simd", "torch", "transformers", "python")
                        if isinstance(v.get(k), (str, int, float)))
         if vs:
             bits.append(vs)
