@@ -108,9 +108,11 @@ exercise: deps $(BUILD)/CMakeCache.txt
 
 # --- speed: the oracle against PyTorch on the same work (docs/benchmarks.md) ----------------------
 # A V2-Lite-shaped checkpoint reduced to BENCH_LAYERS layers (random bf16 weights, made once under
-# $(BUILD)/bench), then `dsv2 bench` and tools/bench/bench_torch.py (transformers, fp32, eager) on
-# the same config, weights, tokens and thread count, one after the other, and their ratios.
-# Needs about 14 GB of memory and 4 GB of disk; takes a few minutes.
+# $(BUILD)/bench), then BENCH_RUNS rounds of `dsv2 bench` and tools/bench/bench_torch.py
+# (transformers, fp32, eager) back to back on the same config, weights, tokens and thread count,
+# and the median of the per-round ratios: on a shared machine memory bandwidth drifts between
+# minutes, so each ratio is taken within one round. The parts and floors come from round 1.
+# Needs about 14 GB of memory and 4 GB of disk; about a minute per round on 2 cores.
 .PHONY: bench bench-deps
 BENCH_LAYERS   ?= 3
 BENCH_MODEL    ?= $(BUILD)/bench/lite-$(BENCH_LAYERS)l
@@ -118,15 +120,23 @@ BENCH_THREADS  ?= $(JOBS)
 BENCH_PREFILL  ?= 512
 BENCH_CONTEXTS ?= 128,1024,4096
 BENCH_STEPS    ?= 8
+BENCH_RUNS     ?= 3
 BENCH_ARGS      = --model $(BENCH_MODEL) --threads $(BENCH_THREADS) --prefill $(BENCH_PREFILL) \
                   --contexts $(BENCH_CONTEXTS) --steps $(BENCH_STEPS)
 bench-deps:
 	@python3 -c "import torch, transformers, safetensors" 2>/dev/null || python3 -m pip install -q -r tools/bench/requirements.txt
 bench: build bench-deps
 	python3 tools/bench/make_checkpoint.py --out $(BENCH_MODEL) --layers $(BENCH_LAYERS)
-	$(BUILD)/bin/dsv2 bench $(BENCH_ARGS) --json $(BUILD)/bench/dsv2.json
-	python3 tools/bench/bench_torch.py $(BENCH_ARGS) --json $(BUILD)/bench/torch.json
-	python3 tools/bench/report.py $(BUILD)/bench/dsv2.json $(BUILD)/bench/torch.json
+	@set -e; files=""; for r in $$(seq 1 $(BENCH_RUNS)); do \
+	  echo "== round $$r of $(BENCH_RUNS)"; \
+	  extra=""; [ $$r = 1 ] || extra="--no-parts --no-floors"; \
+	  $(BUILD)/bin/dsv2 bench $(BENCH_ARGS) $$extra --json $(BUILD)/bench/dsv2-$$r.json; \
+	  python3 tools/bench/bench_torch.py $(BENCH_ARGS) --json $(BUILD)/bench/torch-$$r.json; \
+	  files="$$files $(BUILD)/bench/dsv2-$$r.json $(BUILD)/bench/torch-$$r.json"; \
+	done; \
+	echo; python3 tools/bench/report.py $$files | tee $(BUILD)/bench/report.txt; \
+	python3 tools/bench/report.py --markdown $$files > $(BUILD)/bench/report.md; \
+	echo "(also as Markdown: $(BUILD)/bench/report.md)"
 
 # --- a lent GPU machine (cuda/README.md, "Running the GPU check on a lent H200") --------------------
 # gpu-bundle, HERE: the Debian build dependencies into build-gpu-deps/ (carried to the device).

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """dsv2 against PyTorch: one table from `dsv2 bench --json` and `bench_torch.py --json`.
 
-    python3 tools/bench/report.py DSV2.json TORCH.json [--markdown]
+    python3 tools/bench/report.py DSV2.json TORCH.json [DSV2_2.json TORCH_2.json ...] [--markdown]
+
+With several runs (pairs of files, each pair measured back to back), the table gives the median
+tokens/s of each side, the median of the per-run ratios and their range; floors and parts come
+from the first pair.
 
 Prefill and decode throughput side by side, the ratio dsv2/PyTorch against its target
 (prefill ≥ 1.5×, decode ≥ 3×), the machine floors (GEMM rate, memory bandwidth) and dsv2's
@@ -50,15 +54,8 @@ def tps(r: dict):
     return None
 
 
-def ratio_cells(ours, theirs, target: float) -> tuple[str, str]:
-    a, b = num(ours), num(theirs)
-    if a is None or b is None or b <= 0:
-        return DASH, DASH
-    r = a / b
-    return f"{r:.2f}×", ("ok" if r >= target else "below target")
-
-
-def comparison_rows(dsv2: dict, torch: dict) -> list[list[str]]:
+def comparison_values(dsv2: dict, torch: dict) -> list[tuple]:
+    """(label, dsv2 tokens/s, PyTorch tokens/s, target) for each row of one run; None where missing."""
     out = []
     # Prefill: pair by prompt length.
     tp = {r.get("tokens"): r for r in rows_of(torch, "prefill")}
@@ -68,11 +65,11 @@ def comparison_rows(dsv2: dict, torch: dict) -> list[list[str]]:
         p = tp.get(t, {})
         seen.add(t)
         form = r.get("attention")
-        out.append([f"prefill {t if t is not None else DASH}" + (f" ({form})" if form else ""), fmt(tps(r)), fmt(tps(p)),
-                    *ratio_cells(tps(r), tps(p), TARGETS["prefill"]), f"≥ {TARGETS['prefill']:g}×"])
+        out.append((f"prefill {t if t is not None else DASH}" + (f" ({form})" if form else ""), tps(r), tps(p),
+                    TARGETS["prefill"]))
     for t, p in tp.items():
         if t not in seen:
-            out.append([f"prefill {t}", DASH, fmt(tps(p)), DASH, DASH, f"≥ {TARGETS['prefill']:g}×"])
+            out.append((f"prefill {t}", None, tps(p), TARGETS["prefill"]))
     # Decode: every dsv2 row (one per context and attention form) against PyTorch's row of that context.
     td = {r.get("context"): r for r in rows_of(torch, "decode")}
     dd = rows_of(dsv2, "decode")
@@ -88,8 +85,36 @@ def comparison_rows(dsv2: dict, torch: dict) -> list[list[str]]:
         for r in mine or [{}]:
             form = r.get("attention")
             label = f"decode @ {c if c is not None else DASH}" + (f" ({form})" if form else "")
-            out.append([label, fmt(tps(r)), fmt(tps(p)), *ratio_cells(tps(r), tps(p), TARGETS["decode"]),
-                        f"≥ {TARGETS['decode']:g}×"])
+            out.append((label, tps(r), tps(p), TARGETS["decode"]))
+    return out
+
+
+def median(xs: list):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    m = len(xs) // 2
+    return xs[m] if len(xs) % 2 else 0.5 * (xs[m - 1] + xs[m])
+
+
+def comparison_rows(runs: list[tuple[dict, dict]]) -> list[list[str]]:
+    """One row per measurement: median dsv2 and PyTorch tokens/s over the runs, the median of the
+    per-run ratios (each ratio taken within one run, the two sides measured back to back), and
+    with several runs the lowest and highest ratio."""
+    by_label: dict[str, list[tuple]] = {}
+    for d, t in runs:
+        for label, ours, theirs, target in comparison_values(d, t):
+            by_label.setdefault(label, []).append((ours, theirs, target))
+    out = []
+    for label, vals in by_label.items():
+        ratios = [a / b for a, b, _ in vals if num(a) is not None and num(b) is not None and b > 0]
+        r, target = median(ratios), vals[0][2]
+        row = [label, fmt(median([v[0] for v in vals])), fmt(median([v[1] for v in vals])),
+               DASH if r is None else f"{r:.2f}×"]
+        if len(runs) > 1:
+            row.append(f"{min(ratios):.2f}–{max(ratios):.2f}×" if ratios else DASH)
+        row += [DASH if r is None else ("ok" if r >= target else "below target"), f"≥ {target:g}×"]
+        out.append(row)
     return out
 
 
@@ -149,18 +174,22 @@ def load(path: str) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("dsv2_json")
-    ap.add_argument("torch_json")
+    ap.add_argument("files", nargs="+", metavar="DSV2.json TORCH.json",
+                    help="pairs of files: dsv2 bench --json, then bench_torch.py --json, one pair per run")
     ap.add_argument("--markdown", action="store_true", help="GitHub tables (for docs/benchmarks.md)")
     args = ap.parse_args(argv)
+    if len(args.files) % 2:
+        print("report.py: give pairs of files: DSV2.json TORCH.json [DSV2_2.json TORCH_2.json ...]", file=sys.stderr)
+        return 2
     docs = []
-    for p in (args.dsv2_json, args.torch_json):
+    for p in args.files:
         try:
             docs.append(load(p))
         except (OSError, ValueError) as e:
             print(f"report.py: cannot read {p}: {e}", file=sys.stderr)
             return 2
-    dsv2, torch = docs
+    runs = list(zip(docs[0::2], docs[1::2]))
+    dsv2, torch = runs[0]
 
     table = md_table if args.markdown else text_table
     notes = []
@@ -180,11 +209,14 @@ def main(argv=None) -> int:
             f"cpu: {cpu or DASH}",
             f"dsv2: {describe(dsv2, 'dsv2')}",
             f"PyTorch: {describe(torch, 'pytorch')}"]
+    loads = [num(d.get("other_cpu_load")) for pair in runs for d in pair]
+    loads = [x for x in loads if x is not None]
+    meta.append(f"runs: {len(runs)}" + (f" (other processes' CPU load at most {max(loads):.2f} cores)" if loads else ""))
     meta += [f"note: {n}" for n in notes]
     lines += [f"- {m}" if args.markdown else f"  {m}" for m in meta]
     lines.append("")
-    lines.append(table(["", "dsv2 tokens/s", "PyTorch tokens/s", "dsv2/PyTorch", "status", "target"],
-                       comparison_rows(dsv2, torch)))
+    header = ["", "dsv2 tokens/s", "PyTorch tokens/s", "dsv2/PyTorch"] + (["range"] if len(runs) > 1 else [])
+    lines.append(table(header + ["status", "target"], comparison_rows(runs)))
     lines.append("")
     lines.append("### Floors" if args.markdown else "floors")
     lines.append("")
