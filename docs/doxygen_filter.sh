@@ -4,18 +4,48 @@
 # "\p{N}" — not as Doxygen markup. This escapes those few characters on the way into Doxygen so
 # the site shows them as written; the files themselves are not changed.
 #   headers:  inside /// comments, "<" → "&lt;" (the ///< marker kept) and "#word" → "\#word"
-#   Markdown: outside code spans and fences, "\p{" → "\\p{"
+#   Markdown: outside code spans and fences, "\p{" → "\\p{"; inside code spans "\" → "\\";
+#             headings get an explicit {#github-style-anchor}; links to README.md files and
+#             to paths outside docs/ keep their text and show the path (they are not pages)
 case "$1" in
   *.md)
     awk '
+      # GitHub-style anchor of a heading: lower case, punctuation dropped, spaces to "-".
+      function slug(h,   t) {
+        t = tolower(h)
+        gsub(/[^a-z0-9 _-]/, "", t)
+        gsub(/ /, "-", t)
+        return t
+      }
       /^[ \t]*```/ { fence = !fence; print; next }
       fence { print; next }
       {
-        n = split($0, part, "`")
+        line = $0
+        # Headings get an explicit {#anchor}, so that in-page links [x](#anchor) resolve.
+        if (line ~ /^#+ / && line !~ /[{]#/) {
+          h = line; sub(/^#+ /, "", h)
+          line = line " {#" slug(h) "}"
+        }
+        # Links to Markdown files outside the site (README.md files, other folders): text only.
+        out = ""
+        while (match(line, /\[[^]]*\]\([^)]*(README\.md|\.\.\/)[^)]*\)/)) {
+          link = substr(line, RSTART, RLENGTH)
+          text = link; sub(/\]\(.*$/, "", text); sub(/^\[/, "", text)
+          target = link; sub(/^.*\]\(/, "", target); sub(/\)$/, "", target)
+          out = out substr(line, 1, RSTART - 1) text " (" target ")"
+          line = substr(line, RSTART + RLENGTH)
+        }
+        line = out line
+        n = split(line, part, "`")
         out = ""
         for (k = 1; k <= n; k++) {
           s = part[k]
           if (k % 2 == 1) gsub(/[\\]p[{]/, "\\\\\\\\p{", s)
+          else if (s ~ /[\\]x[0-9a-f]/ || s ~ /error:.*[\\]p[{]/) {
+            # Doxygen 1.9.4 reads commands inside these code spans of docs/robustness.md (shell
+            # escapes such as \xff, a quoted regex error): double their backslashes, not the table "\|"
+            gsub(/[\\][|]/, "\001", s); gsub(/[\\]/, "\\\\\\\\", s); gsub(/\001/, "\\|", s)
+          }
           out = out (k > 1 ? "`" : "") s
         }
         print out
