@@ -5,7 +5,7 @@
 # the site shows them as written; the files themselves are not changed.
 #   headers:  inside /// comments, "<" → "&lt;" (the ///< marker kept) and "#word" → "\#word"
 #   Markdown: outside code spans and fences, "\p{" → "\\p{"; inside code spans "\" → "\\";
-#             headings get an explicit {#github-style-anchor}; links to README.md files and
+#             headings that the page links to get an explicit {#github-style-anchor}; links to README.md files and
 #             to paths outside docs/ keep their text and show the path (they are not pages)
 case "$1" in
   *.md)
@@ -17,14 +17,24 @@ case "$1" in
         gsub(/ /, "-", t)
         return t
       }
+      # First pass over the file: the anchors its own links use, [x](#anchor).
+      FNR == NR {
+        rest = $0
+        while (match(rest, /\]\(#[^)]*\)/)) {
+          used[substr(rest, RSTART + 3, RLENGTH - 4)] = 1
+          rest = substr(rest, RSTART + RLENGTH)
+        }
+        next
+      }
       /^[ \t]*```/ { fence = !fence; print; next }
       fence { print; next }
       {
         line = $0
-        # Headings get an explicit {#anchor}, so that in-page links [x](#anchor) resolve.
+        # A heading such a link points to gets that explicit {#anchor} (labels are global in
+        # Doxygen, so only those, not every heading).
         if (line ~ /^#+ / && line !~ /[{]#/) {
           h = line; sub(/^#+ /, "", h)
-          line = line " {#" slug(h) "}"
+          if (slug(h) in used) line = line " {#" slug(h) "}"
         }
         # Links to Markdown files outside the site (README.md files, other folders): text only.
         out = ""
@@ -49,7 +59,7 @@ case "$1" in
           out = out (k > 1 ? "`" : "") s
         }
         print out
-      }' "$1"
+      }' "$1" "$1"
     ;;
   *)
     awk '
