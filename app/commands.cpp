@@ -120,16 +120,10 @@ int forward_in(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
                              : nullptr,
                 /*store=*/!o.dump.empty() || o.routing_stats);
     Trace* tr = &trace;
-    LatentCache<S> cache(cfg, T);
     Mat<float> logits(T, cfg.V);                                                // [T, V]
-    int64_t done = 0;
-    auto step = [&](int64_t n) {
-        const std::vector<int32_t> part(tokens.begin() + done, tokens.begin() + done + n);
-        logits.middleRows(done, n) = model.forward(part, cache, form, tr).template cast<float>();
-        done += n;
-    };
-    if (prefill > 0) step(prefill);
-    while (done < T) step(1);
+    run_prefill_then_decode(model, tokens, prefill, form, tr, [&](const Mat<S>& step, int64_t first) {
+        logits.middleRows(first, step.rows()) = step.template cast<float>();
+    });
 
     if (!trace.first_nonfinite().empty())
         throw std::runtime_error("non-finite values (NaN or Inf) first appear in " + trace.first_nonfinite() +

@@ -147,16 +147,8 @@ std::vector<int32_t> resolve_tokens(const CompareOptions& o, const AgainstFile& 
 
 Trace run_oracle(const ModelSource& src, const std::vector<int32_t>& tokens, int64_t prefill, AttentionForm form) {
     const Model<double> model = load_model<double>(src);
-    const int64_t T = int64_t(tokens.size());
     Trace trace;  // stores every intermediate, and notes the first NaN or Inf
-    LatentCache<double> cache(model.config(), T);
-    int64_t done = 0;
-    auto step = [&](int64_t n) {
-        model.forward(std::vector<int32_t>(tokens.begin() + done, tokens.begin() + done + n), cache, form, &trace);
-        done += n;
-    };
-    if (prefill > 0) step(prefill);
-    while (done < T) step(1);
+    run_prefill_then_decode(model, tokens, prefill, form, &trace, [](const Mat<double>&, int64_t) {});
     if (!trace.first_nonfinite().empty())
         throw std::runtime_error("the oracle's non-finite values (NaN or Inf) first appear in " + trace.first_nonfinite() +
                                  "; nothing compared");

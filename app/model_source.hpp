@@ -70,6 +70,23 @@ Model<S> load_model(const ModelSource& src) {
     return Model<S>(std::move(cfg), std::move(w));
 }
 
+/// Runs `tokens` the way `dsv2 forward` and `dsv2 compare` do: the first `prefill` tokens in one
+/// call (none when prefill is 0), then one token per call through the latent cache. `on_step`
+/// receives each call's logits [n, V] and the index of its first token.
+template <typename S, typename OnStep>
+void run_prefill_then_decode(const Model<S>& model, const std::vector<int32_t>& tokens, int64_t prefill,
+                             AttentionForm form, Trace* trace, OnStep&& on_step) {
+    const int64_t T = int64_t(tokens.size());
+    LatentCache<S> cache(model.config(), T);
+    int64_t done = 0;
+    while (done < T) {
+        const int64_t n = done == 0 && prefill > 0 ? std::min(prefill, T) : 1;
+        const std::vector<int32_t> part(tokens.begin() + done, tokens.begin() + done + n);
+        on_step(model.forward(part, cache, form, trace), done);
+        done += n;
+    }
+}
+
 /// A model directory with its tokenizer, for generate and demo: the directory must hold
 /// tokenizer.json, and every id the tokenizer can produce must be inside the model's vocabulary.
 inline std::pair<Tokenizer, Model<float>> load_text_model(const std::string& dir) {
