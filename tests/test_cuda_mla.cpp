@@ -259,12 +259,7 @@ void test_decode(int n_h, const std::vector<int32_t>& lengths, uint32_t seed) {
 }  // namespace
 
 int main() {
-    std::string why;
-    if (cuda::device_count(&why) == 0) {
-        std::printf("SKIPPED: no CUDA device (%s)\n", why.c_str());
-        return 77;
-    }
-    std::printf("device: %s\n", cuda::device_name().c_str());
+    if (!cuda::announce_device()) return cuda::kSkipExitCode;
     try {
         test_rope();
         test_cache_append();

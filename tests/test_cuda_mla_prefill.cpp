@@ -225,12 +225,7 @@ void test_arguments() {
 }  // namespace
 
 int main() {
-    std::string why;
-    if (cuda::device_count(&why) == 0) {
-        std::printf("SKIPPED: no CUDA device (%s)\n", why.c_str());
-        return 77;
-    }
-    std::printf("device: %s\n", cuda::device_name().c_str());
+    if (!cuda::announce_device()) return cuda::kSkipExitCode;
     try {
         test_arguments();
         const std::vector<Case> cases{

@@ -7,12 +7,7 @@
 #include "dsv2/layers.hpp"
 
 int main() {
-    std::string why;
-    if (dsv2::cuda::device_count(&why) == 0) {
-        std::printf("SKIPPED: no CUDA device (%s)\n", why.c_str());
-        return 77;
-    }
-    std::printf("device: %s\n", dsv2::cuda::device_name().c_str());
+    if (!dsv2::cuda::announce_device()) return dsv2::cuda::kSkipExitCode;
     int failures = 0;
     for (auto [T, n] : {std::pair{1, 1}, {3, 64}, {17, 5120}, {64, 513}, {0, 8}}) {
         std::mt19937 gen(uint32_t(T * 7919 + n));

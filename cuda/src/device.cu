@@ -1,3 +1,4 @@
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -29,6 +30,16 @@ int device_count(std::string* why) {
     }
     if (n == 0 && why) *why = "no CUDA device";
     return n;
+}
+
+bool announce_device() {
+    std::string why;
+    if (device_count(&why) == 0) {
+        std::printf("SKIPPED: no CUDA device (%s)\n", why.c_str());
+        return false;
+    }
+    std::printf("device: %s\n", device_name().c_str());
+    return true;
 }
 
 std::string device_name() {

@@ -9,11 +9,6 @@
 #include "dsv2/cuda/ops.hpp"
 
 int main(int argc, char** argv) {
-    std::string why;
-    if (dsv2::cuda::device_count(&why) == 0) {
-        std::printf("SKIPPED: no CUDA device (%s)\n", why.c_str());
-        return 77;
-    }
-    std::printf("device: %s\n", dsv2::cuda::device_name().c_str());
+    if (!dsv2::cuda::announce_device()) return dsv2::cuda::kSkipExitCode;
     return Catch::Session().run(argc, argv);
 }

@@ -12,6 +12,14 @@ int device_count(std::string* why = nullptr);
 /// A one-line description of device 0 ("NVIDIA H200, sm_90, 139 GiB").
 std::string device_name();
 
+/// CTest's skip code: a GPU test without a device exits with it (SKIP_RETURN_CODE 77).
+inline constexpr int kSkipExitCode = 77;
+
+/// The first lines of every GPU test program: with a device, prints "device: NAME" and returns
+/// true; without one, prints "SKIPPED: no CUDA device (why)" and returns false, and the test
+/// returns kSkipExitCode, so a skip always says why.
+bool announce_device();
+
 /// RMSNorm on the GPU over host arrays: reproduces dsv2::rms_norm (reference/src/layers.cpp),
 /// fp32. Proved by tests/test_cuda_rmsnorm.cpp.
 ///   x [T, n] row-major, w [n] → y [T, n]

@@ -1,0 +1,107 @@
+// Host logic of the CUDA MoE path (DeepSeekMoE router + dispatch), in plain C++ (no CUDA headers),
+// so that it is built and tested on machines without a GPU (tests/test_cuda_moe_host.cpp, label
+// cpu), plus the host-array API of the kernels in cuda/src/moe.cu (tests/test_cuda_moe.cpp, label
+// gpu; NOT YET RUN ON A GPU).
+//
+//   - RouterParams: the router's shape and gate rule (from dsv2::Config: N_r, K_r, G, G_k,
+//     topk_method, norm_topk_prob, routed_scaling_factor);
+//   - route_reference: the CPU twin of moe_route_kernel (one warp per token), in the kernel's
+//     own fp32 arithmetic and reduction order; equals dsv2::route<float> given its logits;
+//   - make_dispatch_plan: tokens grouped by expert exactly as dsv2::moe_forward groups them
+//     (CPU twin of moe_count_kernel + scan + moe_place_kernel);
+//   - moe_gather_reference / moe_combine_reference: CPU twins of moe_gather_kernel and
+//     moe_combine_kernel.
+//
+// Plain loops the dispatch equals (slot = t·K + k, row = a row of the grouped buffer):
+//   for e: for t ascending: for k: if topk_idx[t·K + k] == e: slots.push_back(t·K + k)
+//   grouped[r]  = x[slots[r] / K]                                        (gather)
+//   out[t]      = Σ_{k = 0..K−1} w[t·K + k] · y[row_of_slot[t·K + k]]  (+ shared[t])   (combine)
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace dsv2::cuda {
+
+/// Widths of the warp router (one warp per token): groups and K are held one per lane.
+constexpr int kRouteWarp = 32;
+constexpr int kRouteMaxGroups = 32;   ///< G ≤ 32 (V2: 8)
+constexpr int kRouteMaxTopk = 32;     ///< K ≤ 32 (V2: 6)
+constexpr int kRouteMaxExperts = 2048;  ///< N_r ≤ 2048 (V2: 160): 64 experts per lane
+
+/// The router's shape and gate rule (dsv2::Config fields in brackets).
+struct RouterParams {
+    int N_r = 0;                        ///< experts [N_r]
+    int K = 0;                          ///< experts per token [K_r]
+    int G = 1;                          ///< groups of N_r/G contiguous experts [G]
+    int G_k = 1;                        ///< groups kept [G_k]
+    bool group_limited = false;         ///< topk_method == group_limited_greedy
+    bool norm_topk_prob = false;        ///< renormalise the K gates (only when K > 1)
+    float routed_scaling_factor = 1.f;  ///< otherwise gates × this
+    /// Throws std::invalid_argument naming the bad field.
+    void validate() const;
+};
+
+/// Top-k of one row of scores as one warp finds it: k rounds of a warp arg-max, each lane scanning
+/// its experts e = lane, lane + 32, … then a butterfly (xor 16, 8, 4, 2, 1) on (key, index), where
+/// key = score, NaN → −inf (so NaN ranks last, tied with −inf), and (key, index) beats another when its key is higher or the keys are
+/// equal and its index lower — the tie rule of dsv2::topk_indices. `allowed` (n entries, or empty
+/// for all) restricts the candidates. Throws std::invalid_argument when k exceeds them.
+std::vector<int32_t> warp_topk_reference(const float* scores, int n, int k, const std::vector<bool>& allowed = {});
+
+/// CPU twin of moe_route_kernel for one token: fp32 softmax over the N_r logits (max by a lane
+/// max + butterfly, NaN ignored; e = exp(l − m); sum by per-lane strided partial sums + butterfly;
+/// s = e / sum), group score = max of the group's scores (NaN ignored; a group of NaN scores ranks
+/// last), top-G_k groups and top-K experts by warp_topk_reference, then gates s of the chosen
+/// experts in rank order, either / (Σ_k s_k + 1e-20) (norm_topk_prob and K > 1; Σ sequential in
+/// k) or × routed_scaling_factor.
+///   logits [N_r] → idx [K], w [K], scores [N_r] (optional)
+void route_reference(const RouterParams& p, const float* logits, int32_t* idx, float* w, float* scores = nullptr);
+
+/// Tokens grouped by expert. slot = t·K + k names the k-th choice of token t; row = a row of the
+/// grouped buffer [T·K, ·]. Expert e owns rows [offsets[e], offsets[e + 1]), its slots in
+/// ascending slot (token, then rank) order — the grouping of dsv2::moe_forward.
+struct DispatchPlan {
+    int64_t T = 0, K = 0, N_r = 0;
+    std::vector<int32_t> counts;       ///< [N_r] rows per expert
+    std::vector<int32_t> offsets;      ///< [N_r + 1] exclusive prefix sum of counts
+    std::vector<int32_t> slots;        ///< [T·K] row → slot
+    std::vector<int32_t> row_of_slot;  ///< [T·K] slot → row (the inverse permutation)
+};
+
+/// Builds the plan. Throws std::invalid_argument for a bad shape or an index outside [0, N_r)
+/// (naming the token and rank).   topk_idx [T, K]
+DispatchPlan make_dispatch_plan(const int32_t* topk_idx, int64_t T, int64_t K, int64_t N_r);
+
+/// CPU twin of moe_gather_kernel: grouped[r, :] = x[slots[r] / K, :].   x [T, d] → [T·K, d]
+template <typename R>
+std::vector<R> moe_gather_reference(const DispatchPlan& plan, const std::vector<R>& x, int64_t d);
+
+/// CPU twin of moe_combine_kernel: out[t, c] = fma-accumulated Σ_k w[t, k] · y[row_of_slot[t·K + k], c]
+/// in rank order k = 0 … K − 1 from 0, then + shared[t, c] (shared empty: none).
+///   y [T·K, d] grouped rows, w [T, K], shared [T, d] or empty → [T, d]
+template <typename R>
+std::vector<R> moe_combine_reference(const DispatchPlan& plan, const std::vector<R>& y, const std::vector<R>& w,
+                                     const std::vector<R>& shared, int64_t d);
+
+// ---------------------------------------------------------------------------------------------
+// Host-array API of the kernels (cuda/src/moe.cu): upload, launch, download. Outputs are
+// uploaded first, so what a kernel does not write keeps its previous (e.g. NaN-poisoned) value.
+// NOT YET RUN ON A GPU.
+
+/// moe_route_kernel on T tokens.   logits [T, N_r] fp32 → idx [T, K], w [T, K] (sized by the caller)
+void moe_route(const RouterParams& p, const std::vector<float>& logits, int64_t T, std::vector<int32_t>& idx,
+               std::vector<float>& w);
+
+/// moe_count_kernel + cub::DeviceScan::ExclusiveSum + moe_place_kernel (which also writes row_of_slot).
+/// Throws std::invalid_argument (naming the token and rank) for an index outside [0, N_r).
+DispatchPlan moe_dispatch(const std::vector<int32_t>& topk_idx, int64_t T, int64_t K, int64_t N_r);
+
+/// moe_gather_kernel.   x [T, d] → grouped [T·K, d] (sized by the caller)
+void moe_gather(const DispatchPlan& plan, const std::vector<float>& x, int64_t d, std::vector<float>& grouped);
+
+/// moe_combine_kernel.   y [T·K, d], w [T, K], shared [T, d] or empty → out [T, d] (sized by the caller)
+void moe_combine(const DispatchPlan& plan, const std::vector<float>& y, const std::vector<float>& w,
+                 const std::vector<float>& shared, int64_t d, std::vector<float>& out);
+
+}  // namespace dsv2::cuda
