@@ -8,9 +8,11 @@
 #   a. the machine: nvidia-smi, nvcc, cmake, c++, compute-sanitizer versions
 #   b. every GPU test (ctest -L gpu), with its output
 #   c. each GPU test binary under compute-sanitizer: memcheck, racecheck, synccheck, initcheck
+#      (with DSV2_GPU_TEST_QUICK=1: a test may then leave out its largest shapes, e.g. test_cuda_linear)
 #   d. dsv2 compare against the golden data (where the subcommand exists)
 #   f. the CPU suite (ctest -LE gpu)
-#   e. a small CPU benchmark (dsv2 bench), and the GPU benchmark section (none exists yet)
+#   e. a small CPU benchmark (dsv2 bench), and the GPU benchmark: MLA decode at FlashMLA's shapes
+#      (dsv2_gpu_bench, then the PyTorch peer tools/bench/mla_decode_torch.py with its ratio table)
 # It writes the full log and a Markdown summary (a table: step, result, seconds) to $OUT/ when
 # OUT is set (the device tool's folder that comes back), else to build-gpu/gpu-check/; prints the
 # table LAST on stdout; and exits 1 if any step failed (or timed out), after writing the summary.
@@ -249,7 +251,8 @@ if skipped build; then
 elif [ ! -f "$BUILD/CMakeCache.txt" ]; then
   record "build: dsv2 + GPU tests" FAIL 0 "not configured"
 else
-  run build 300 cmake --build "$BUILD" -j "$JOBS" --target dsv2 "${GPU_TARGETS[@]}" "${KEEP_GOING[@]}"
+  BENCH_TARGETS=(); [ -d "$BUILD/bench" ] && BENCH_TARGETS=(dsv2_gpu_bench)
+  run build 300 cmake --build "$BUILD" -j "$JOBS" --target dsv2 "${GPU_TARGETS[@]}" "${BENCH_TARGETS[@]}" "${KEEP_GOING[@]}"
   record "build: dsv2 + GPU tests" "$(verdict)" "$SECS" "$(budget_note "${GPU_TARGETS[*]:-no GPU test targets} dsv2")"
   [ "$RC" = 0 ] || show_tail build 40
 fi
@@ -328,7 +331,7 @@ else
         memcheck) extra=(--leak-check full) ;;
         racecheck) extra=(--racecheck-report all) ;;
       esac
-      run "$id" "$share" "$SANITIZER" --tool "$tool" "${extra[@]}" --error-exitcode 86 --print-limit 20 "$b"
+      run "$id" "$share" env DSV2_GPU_TEST_QUICK=1 "$SANITIZER" --tool "$tool" "${extra[@]}" --error-exitcode 86 --print-limit 20 "$b"
       log=$STEPLOGS/$id.log
       summary=$(grep -hoE "(ERROR|RACECHECK) SUMMARY: .*" "$log" | tail -n 1)
       r=$(verdict); note=$summary
@@ -398,18 +401,42 @@ else
 fi
 
 # ==== GPU BENCHMARKS: EXTEND HERE ==================================================================
-# No GPU benchmark exists yet. When `dsv2 bench` gains a device option (or a GPU bench binary
-# appears), run it here: one `run` line with its cap, its JSON written to "$RESULTS/bench-gpu.json"
-# (at most 8 files come back from $OUT), and one `record` line.
+# MLA decode at FlashMLA's shapes (B = 128, s_k ∈ {4096, 8192}, n_h ∈ {16, 128}, bf16): ours
+# (build-gpu/bin/dsv2_gpu_bench, bench/mla_decode_bench.cu) and the PyTorch peer on the same GPU
+# in the same run (tools/bench/mla_decode_torch.py, which prints the ratio table against ours).
+# See cuda/README.md, "Benchmark: MLA decode at FlashMLA's shapes". Small budget: ≤ 60 s for
+# both (30 s caps); a failure here is recorded and never stops the script. JSON files come back
+# as $RESULTS/gpu-bench.json and $RESULTS/gpu-bench-torch.json (at most 8 files come back).
+GPU_BENCH=$BUILD/bin/dsv2_gpu_bench
 if skipped gpu-bench; then
-  record "e. GPU bench" SKIP 0 "GPU_CHECK_SKIP"
-elif [ -x "$DSV2" ] && "$DSV2" bench --help 2>/dev/null | grep -q -- "--device"; then
-  run gpu-bench 150 "$DSV2" bench --device cuda --preset deepseek-v2-lite --layers 2 --prefill 256 \
-      --contexts 1024 --steps 4 --json "$RESULTS/bench-gpu.json"
-  record "e. GPU bench" "$(verdict)" "$SECS" "$(budget_note)"
-  [ "$RC" = 0 ] || show_tail gpu-bench 20
+  record "e. GPU bench: MLA decode (dsv2_gpu_bench)" SKIP 0 "GPU_CHECK_SKIP"
+  record "e. GPU bench: MLA decode (PyTorch peer)" SKIP 0 "GPU_CHECK_SKIP"
 else
-  record "e. GPU bench" N/A 0 "no GPU benchmark exists yet (dsv2 bench has no --device)"
+  if [ ! -x "$GPU_BENCH" ] && [ -f "$BUILD/CMakeCache.txt" ] && [ -d "$BUILD/bench" ]; then
+    run gpu-bench-build 120 cmake --build "$BUILD" -j "$JOBS" --target dsv2_gpu_bench
+  fi
+  if [ ! -x "$GPU_BENCH" ]; then
+    record "e. GPU bench: MLA decode (dsv2_gpu_bench)" FAIL 0 "no $GPU_BENCH (not built)"
+  else
+    run gpu-bench 30 "$GPU_BENCH" --iters 20 --warmup 2 --sets 2 --json "$RESULTS/gpu-bench.json"
+    note=$(grep -E '^ +128 ' "$STEPLOGS/gpu-bench.log" | awk '{ printf "%s%s/%s: %s µs, %s of floor", (NR > 1 ? "; " : ""), $2, $3, $5, $NF }')
+    r=$(verdict)
+    [ "$RC" = 77 ] && { note=$(grep -m1 -o 'SKIPPED: .*' "$STEPLOGS/gpu-bench.log"); [ "$HAVE_GPU" = 1 ] && r=FAIL; }
+    record "e. GPU bench: MLA decode (dsv2_gpu_bench)" "$r" "$SECS" "$(budget_note "$note")"
+    [ "$RC" = 0 ] || show_tail gpu-bench 20
+  fi
+  if ! command -v python3 >/dev/null 2>&1; then
+    record "e. GPU bench: MLA decode (PyTorch peer)" N/A 0 "no python3"
+  else
+    against=(); [ -s "$RESULTS/gpu-bench.json" ] && against=(--against "$RESULTS/gpu-bench.json")
+    run gpu-bench-torch 30 python3 "$ROOT/tools/bench/mla_decode_torch.py" --iters 20 --warmup 2 --sets 2 \
+        --json "$RESULTS/gpu-bench-torch.json" "${against[@]}"
+    note=$(awk '/^ratio/ { on = 1; next } on && /^ +128 / { printf "%s%s/%s: torch/dsv2 %s", (n++ ? "; " : ""), $2, $3, $6 }' "$STEPLOGS/gpu-bench-torch.log")
+    r=$(verdict)
+    [ "$RC" = 77 ] && { note=$(grep -m1 -o 'SKIPPED: .*' "$STEPLOGS/gpu-bench-torch.log"); [ "$HAVE_GPU" = 1 ] && r=FAIL; }
+    record "e. GPU bench: MLA decode (PyTorch peer)" "$r" "$SECS" "$(budget_note "${note:-no ratio table}")"
+    [ "$RC" = 0 ] || show_tail gpu-bench-torch 20
+  fi
 fi
 # ==== END GPU BENCHMARKS ===========================================================================
 
@@ -443,6 +470,16 @@ DATE=$(date -u +%Y-%m-%d)
     grep -E "^dsv2 bench: preset|^  " "$STEPLOGS/bench.log" | head -n 40
     echo '```'
   fi
+  for b in gpu-bench gpu-bench-torch; do
+    if [ -f "$STEPLOGS/$b.log" ] && grep -qE "^(dsv2_gpu_bench|mla_decode_torch): MLA" "$STEPLOGS/$b.log"; then
+      echo
+      echo "## GPU bench: $b (MLA decode at FlashMLA's shapes)"
+      echo
+      echo '```'
+      sed -n '/^\(dsv2_gpu_bench\|mla_decode_torch\): MLA/,$p' "$STEPLOGS/$b.log" | grep -v "^mla_decode_torch: B=" | head -n 30
+      echo '```'
+    fi
+  done
   if [ -f "$STEPLOGS/gpu-tests.log" ]; then
     echo
     echo "## GPU test output"
