@@ -22,7 +22,6 @@
 #include <cstring>
 #include <cstdio>
 #include <functional>
-#include <iostream>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -30,7 +29,6 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
-#include "dsv2/cache_sizes.hpp"
 #include "dsv2/checkpoint.hpp"
 #include "dsv2/io.hpp"
 #include "dsv2/layers.hpp"
@@ -198,19 +196,11 @@ double moe_flops(const Config& c, int64_t T) {
     return 2.0 * double(T) * (double(c.d) * c.N_r + double(c.K_r + c.N_s) * 3.0 * c.d * c.d_e);
 }
 
-/// Bytes one decode step must read when attending over n cached rows: every weight it touches once (attention, norms,
-/// dense MLPs, per MoE layer the router, K_r routed and the shared experts), one embedding row,
-/// the lm_head, and the latent cache of every layer.
+/// Bytes one decode step must read when attending over n cached rows: every weight a token
+/// activates, once (count_params' activated set: all but the embedding table and the routed
+/// experts it does not visit), its one embedding row, and the latent cache of every layer.
 double decode_bytes(const Config& c, double n, int64_t S) {
-    const double q = c.has_q_lora() ? double(c.d) * c.d_q + c.d_q + double(c.d_q) * c.n_h * c.d_qk() : double(c.d) * c.n_h * c.d_qk();
-    const double attn = q + double(c.d) * (c.d_c + c.d_R) + c.d_c + double(c.d_c) * c.n_h * (c.d_h + c.d_v) +
-                        double(c.n_h) * c.d_v * c.d + 2.0 * c.d;
-    double elems = double(c.d) + double(c.V) * c.d + c.d;  // embedding row, lm_head, final norm
-    for (int64_t l = 0; l < c.L; ++l) {
-        elems += attn;
-        elems += c.is_moe_layer(l) ? double(c.d) * c.N_r + double(c.K_r + c.N_s) * 3.0 * c.d * c.d_e : 3.0 * double(c.d) * c.d_ff;
-    }
-    elems += double(c.L) * n * double(c.cache_width());
+    const double elems = double(count_params(c).activated) + double(c.d) + double(c.L) * n * double(c.cache_width());
     return elems * double(S);
 }
 
@@ -248,10 +238,8 @@ nlohmann::json bench_model(const Model<S>& model, const BenchOptions& o, const s
         const auto t0 = Clock::now();
         model.forward(prompt, cache, form, nullptr, Logits::last);
         const double s = since(t0);
-        const double flops = double(c.L) * (projection_flops(c, o.prefill) + attention_flops(c, o.prefill, o.prefill, form)) +
-                             2.0 * double(c.d) * c.V;
         j["prefill"].push_back({{"tokens", o.prefill}, {"attention", to_string(form)}, {"seconds", s},
-                                {"tokens_per_s", double(o.prefill) / s}, {"attention_and_projection_gflop", flops / 1e9}});
+                                {"tokens_per_s", double(o.prefill) / s}});
     }
 
     // Decode at each context: synthetic cache of n tokens, 1 warm-up step, `steps` timed steps.
@@ -293,7 +281,7 @@ nlohmann::json bench_model(const Model<S>& model, const BenchOptions& o, const s
             if (bytes > 0) p["gbs"] = bytes / secs / 1e9;
             j["parts"].push_back(p);
         };
-        const std::string a = "model.layers.0.self_attn.";
+        const std::string a = layer_prefix(0) + "self_attn.";
         for (int64_t T : {o.prefill, int64_t(1)}) {
             const Mat<S> x = randn<S>(T, c.d, 7);
             const Mat<S> o_in = randn<S>(T, c.n_h * c.d_v, 8);

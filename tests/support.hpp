@@ -102,6 +102,13 @@ inline std::string read_bytes(const std::string& path) {
     return ss.str();
 }
 
+/// The whole content of a file that must exist and be readable (a failed REQUIRE otherwise).
+inline std::string read_existing(const std::string& path) {
+    INFO("reading " << path);
+    REQUIRE(std::ifstream(path, std::ios::binary).good());
+    return read_bytes(path);
+}
+
 /// `s` quoted for /bin/sh.
 inline std::string quote(const std::string& s) {
     std::string q = "'";

@@ -480,13 +480,18 @@ TEST_CASE("dsv2 bench --json: every measurement it promises, with figures that c
     REQUIRE(j["decode"].size() == 4);  // 2 contexts × 2 forms
     CHECK(j["decode"][0]["context"] == 5);
     CHECK(j["decode"][3]["context"] == 20);
-    // Bytes one decode step reads: every weight a token activates (count_params' activated set,
-    // which leaves out the embedding table) plus its one embedding row, and the latent cache.
-    const dsv2::ParamCount n = dsv2::count_params(c);
+    // Bytes one decode step reads, counted here from the checkpoint's tensor list: every tensor
+    // but the embedding table, less the routed experts a token does not visit (N_r − K_r of each
+    // MoE layer's experts, three matrices of d·d_e each), plus one embedding row and the cache.
+    double touched = 0;
+    for (const dsv2::TensorSpec& t : dsv2::tensor_specs(c))
+        if (t.name != "model.embed_tokens.weight") touched += double(t.numel());
+    for (int64_t l = 0; l < c.L; ++l)
+        if (c.is_moe_layer(l)) touched -= double(c.N_r - c.K_r) * 3.0 * double(c.d * c.d_e);
     for (const json& d : j["decode"]) {
         const double ctx = d["context"].get<double>() + 1.5;  // rows attended over, mean of the 2 steps
-        CHECK(d["bytes_per_token"].get<double>() == Approx(4.0 * (double(n.activated) + double(c.d) +
-                                                                   double(c.L) * ctx * double(c.d_c + c.d_R))));
+        CHECK(d["bytes_per_token"].get<double>() ==
+              Approx(4.0 * (touched + double(c.d) + double(c.L) * ctx * double(c.d_c + c.d_R))));
         CHECK(d["seconds_per_token"].get<double>() > 0);
     }
     CHECK(j["cache_bytes_per_token"].get<double>() == double(4 * c.L * (c.d_c + c.d_R)));

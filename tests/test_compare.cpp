@@ -84,22 +84,22 @@ void set_floats(dsv2::RawTensor& t, const std::vector<float>& v) {
     std::memcpy(t.bytes.data(), v.data(), v.size() * 4);
 }
 
-dsv2::RawTensor i32_tensor(const std::vector<int32_t>& v, std::vector<int64_t> shape) {
+// A tensor of 4-byte elements (I32 or F32) for the safetensors writer.
+template <typename T>
+dsv2::RawTensor raw_tensor(dsv2::DType dtype, const std::vector<T>& v, std::vector<int64_t> shape) {
+    static_assert(sizeof(T) == 4);
     dsv2::RawTensor t;
-    t.dtype = dsv2::DType::I32;
+    t.dtype = dtype;
     t.shape = std::move(shape);
     t.bytes.resize(v.size() * 4);
     std::memcpy(t.bytes.data(), v.data(), t.bytes.size());
     return t;
 }
-
+dsv2::RawTensor i32_tensor(const std::vector<int32_t>& v, std::vector<int64_t> shape) {
+    return raw_tensor(dsv2::DType::I32, v, std::move(shape));
+}
 dsv2::RawTensor f32_tensor(const std::vector<float>& v, std::vector<int64_t> shape) {
-    dsv2::RawTensor t;
-    t.dtype = dsv2::DType::F32;
-    t.shape = std::move(shape);
-    t.bytes.resize(v.size() * 4);
-    std::memcpy(t.bytes.data(), v.data(), t.bytes.size());
-    return t;
+    return raw_tensor(dsv2::DType::F32, v, std::move(shape));
 }
 
 // fp32 → bf16 bits, round to nearest, ties to even (finite inputs): keep the top 16 bits of the

@@ -22,13 +22,7 @@ using json = nlohmann::json;
 
 const std::string kConfigs = std::string(DSV2_SOURCE_DIR) + "/data/configs/";
 
-std::string read_text(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    REQUIRE(f.good());
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using dsv2::test::read_existing;
 
 // Every field of Config, exactly (doubles included: both sides come from the same literals).
 // The Yarn fields are compared only when both configs use YaRN.
@@ -86,7 +80,7 @@ void require_rejected(const std::string& text, const std::string& where, const s
     }
 }
 
-json lite_json() { return json::parse(read_text(kConfigs + "deepseek-v2-lite/config.json")); }
+json lite_json() { return json::parse(read_existing(kConfigs + "deepseek-v2-lite/config.json")); }
 
 }  // namespace
 
@@ -174,7 +168,7 @@ TEST_CASE("config_to_json_text round-trips every preset", "[config]") {
 }
 
 TEST_CASE("the tiny data file is what the serialiser writes", "[config]") {
-    const json file = json::parse(read_text(kConfigs + "tiny/config.json"));
+    const json file = json::parse(read_existing(kConfigs + "tiny/config.json"));
     const json ours = json::parse(dsv2::config_to_json_text(dsv2::config_preset("tiny")));
     CHECK(file == ours);
 }

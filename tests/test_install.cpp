@@ -12,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include <ftw.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,32 +21,9 @@
 
 namespace {
 
-int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return std::remove(path); }
-
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/dsv2_test_install_XXXXXX";
-        const char* p = mkdtemp(tmpl);
-        REQUIRE(p != nullptr);
-        path = p;
-    }
-    ~TempDir() { nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
-    std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
-
-std::string quote(const std::string& s) {
-    std::string q = "'";
-    for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-    return q + "'";
-}
-
-std::string read_text(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using dsv2::test::quote;
+using dsv2::test::read_bytes;  // "" when the file is missing (a log a failed step never wrote)
+using dsv2::test::TempDir;
 
 void write_text(const std::string& path, const std::string& text) {
     std::ofstream f(path, std::ios::binary);
@@ -105,7 +81,7 @@ TEST_CASE("the installed package builds and runs a consumer project", "[install]
     // 1. Install this build tree.
     const std::string install_log = tmp / "install.log";
     const int rc_install = sh(cmake + " --install " + quote(DSV2_BUILD_DIR) + " --prefix " + quote(prefix), install_log);
-    INFO("install log:\n" << tail(read_text(install_log)));
+    INFO("install log:\n" << tail(read_bytes(install_log)));
     REQUIRE(rc_install == 0);
     CHECK(exists(prefix + "/include/dsv2/model.hpp"));
     CHECK(exists(prefix + "/include/dsv2/config.hpp"));
@@ -122,21 +98,21 @@ TEST_CASE("the installed package builds and runs a consumer project", "[install]
                                     quote(prefix) + " -DCMAKE_CXX_COMPILER=" + quote(DSV2_CXX_COMPILER) +
                                     " -DCMAKE_BUILD_TYPE=",
                                 configure_log);
-    INFO("configure log:\n" << tail(read_text(configure_log)));
+    INFO("configure log:\n" << tail(read_bytes(configure_log)));
     REQUIRE(rc_configure == 0);
     // The package was found in the scratch prefix, not elsewhere on the machine.
-    const std::string cache = read_text(build + "/CMakeCache.txt");
+    const std::string cache = read_bytes(build + "/CMakeCache.txt");
     CHECK(cache.find("dsv2_DIR:PATH=" + prefix) != std::string::npos);
 
     const std::string build_log = tmp / "build.log";
     const int rc_build = sh(cmake + " --build " + quote(build) + " -j2", build_log);
-    INFO("build log:\n" << tail(read_text(build_log)));
+    INFO("build log:\n" << tail(read_bytes(build_log)));
     REQUIRE(rc_build == 0);
 
     // 3. Run it; it computes what the library computes here.
     const std::string run_log = tmp / "run.log";
     const int rc_run = sh(quote(build + "/consumer"), run_log);
-    const std::string out = read_text(run_log);
+    const std::string out = read_bytes(run_log);
     INFO("consumer output:\n" << out);
     REQUIRE(rc_run == 0);
     CHECK(out.find("logits shape 3 256 finite 1") != std::string::npos);

@@ -26,13 +26,7 @@ namespace {
 
 using dsv2::test::TempDir;
 
-std::string read_bytes(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    REQUIRE(f.good());
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using dsv2::test::read_existing;
 
 void write_bytes(const std::string& path, const std::string& bytes) {
     std::ofstream f(path, std::ios::binary);
@@ -108,7 +102,7 @@ std::vector<int64_t> parse_shape(const std::string& text) {
 }
 
 Npy read_npy(const std::string& path) {
-    const std::string b = read_bytes(path);
+    const std::string b = read_existing(path);
     Npy n;
     REQUIRE(b.size() >= 10);
     REQUIRE(b.compare(0, 6, "\x93NUMPY", 6) == 0);
@@ -282,7 +276,7 @@ TEST_CASE("safetensors round trip: F32, I32, F64, I64, BF16, F16 and metadata", 
     CHECK(dir.files() == std::vector<std::string>{"x.safetensors"});
 
     // The header is a little-endian u64 then JSON; data begins 8-byte aligned.
-    const std::string bytes = read_bytes(path);
+    const std::string bytes = read_existing(path);
     uint64_t hlen = 0;
     for (int i = 0; i < 8; ++i) hlen |= uint64_t(uint8_t(bytes[size_t(i)])) << (8 * i);
     CHECK(hlen % 8 == 0);
@@ -532,6 +526,6 @@ TEST_CASE("write_file_atomic replaces an existing file whole", "[io][atomic]") {
     const std::string path = dir / "f.bin";
     dsv2::write_file_atomic(path, std::string(1000, 'a'));
     dsv2::write_file_atomic(path, std::string("bc\0d", 4));
-    CHECK(read_bytes(path) == std::string("bc\0d", 4));
+    CHECK(read_existing(path) == std::string("bc\0d", 4));
     CHECK(dir.files() == std::vector<std::string>{"f.bin"});
 }

@@ -28,16 +28,10 @@ const std::string kRoot = std::string(DSV2_SOURCE_DIR) + "/";
 const std::string kKjv = kRoot + "data/models/kjv-tiny/tokenizer.json";
 const std::string kGpt2 = kRoot + "data/golden/tokenizer/gpt2style/tokenizer.json";
 
-std::string read_text(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    REQUIRE(f.good());
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using dsv2::test::read_existing;
 
 const json& golden() {
-    static const json j = json::parse(read_text(kRoot + "data/golden/tokenizer/cases.json"));
+    static const json j = json::parse(read_existing(kRoot + "data/golden/tokenizer/cases.json"));
     return j;
 }
 
@@ -160,7 +154,7 @@ TEST_CASE("the gpt2style tokenizer encodes and decodes every golden case as Hugg
 }
 
 TEST_CASE("every pre-tokenizer, model and post-processor variant gives Hugging Face's ids", "[tokenizer]") {
-    const json base = json::parse(read_text(kGpt2));
+    const json base = json::parse(read_existing(kGpt2));
     const json& texts = entry("gpt2style").at("cases");
     const int32_t eot = tokenizer("gpt2style").token_to_id("<|endoftext|>");
     REQUIRE(eot >= 0);
