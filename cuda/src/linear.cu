@@ -84,6 +84,40 @@ void launch_linear(cublasHandle_t h, const __nv_bfloat16* x, const __nv_bfloat16
     gemm_impl(h, x, W, y, T, in, out, stream, CUDA_R_16BF, CUDA_R_16BF);
 }
 
+// Per head i (batch), in the column-major terms above with x_i, y_i the head's columns:
+//   x_i is x_iᵀ [in, T] with ld = n·in (stride in between heads); y_i is y_iᵀ [out, T] with
+//   ld = n·out (stride out); W_i is W_iᵀ [in, out] with ld = in (stride out·in); so
+//   gemm(T, N, m = out, n = T, k = in, A = W_i, lda = in, B = x_i, ldb = n·in, C = y_i, ldc = n·out).
+// Plain loop it equals:  y[(t·n + i)·out + j] = Σ_k x[(t·n + i)·in + k] · W[(i·out + j)·in + k].
+template <typename X>
+void heads_impl(cublasHandle_t h, const X* x, const X* W, float* y, int T, int n, int in, int out, cudaStream_t stream,
+                cudaDataType_t xtype) {
+    require(T >= 0 && n >= 0 && in >= 0 && out >= 0, "negative size");
+    require(h != nullptr, "null cuBLAS handle");
+    if (T == 0 || n == 0 || out == 0) return;
+    require(y != nullptr, "null y");
+    if (in == 0) {
+        CUDA_CHECK(cudaMemsetAsync(y, 0, size_t(T) * size_t(n) * size_t(out) * sizeof(float), stream));
+        return;
+    }
+    require(x != nullptr && W != nullptr, "null x or W");
+    const float alpha = 1.f, beta = 0.f;
+    CUBLAS_CHECK(cublasSetStream(h, stream));
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, out, T, in, &alpha, W, xtype, in,
+                                            (long long)out * in, x, xtype, n * in, (long long)in, &beta, y, CUDA_R_32F,
+                                            n * out, (long long)out, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (sync_after_launch()) CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+void launch_linear_heads(cublasHandle_t h, const float* x, const float* W, float* y, int T, int n, int in, int out,
+                         cudaStream_t stream) {
+    heads_impl(h, x, W, y, T, n, in, out, stream, CUDA_R_32F);
+}
+void launch_linear_heads(cublasHandle_t h, const __nv_bfloat16* x, const __nv_bfloat16* W, float* y, int T, int n,
+                         int in, int out, cudaStream_t stream) {
+    heads_impl(h, x, W, y, T, n, in, out, stream, CUDA_R_16BF);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Host-array wrappers (dsv2/cuda/linear.hpp)
 

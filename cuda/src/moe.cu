@@ -41,6 +41,7 @@ struct RouteArgs {
     const float* logits;
     int32_t* idx;
     float* w;
+    float* scores;  // [T, N] or null
     int64_t T;
     int N, K, G, G_k;
     bool group_limited, norm;
@@ -74,6 +75,8 @@ __global__ void moe_route_kernel(RouteArgs a) {
     }
     for (int off = 16; off >= 1; off >>= 1) acc = acc + __shfl_xor_sync(kFull, acc, off);
     for (int e = lane; e < N; e += 32) s[e] = s[e] / acc;
+    if (a.scores)
+        for (int e = lane; e < N; e += 32) a.scores[t * N + e] = s[e];
     __syncwarp();
 
     // Group-limited: lane g < G holds group g's max score (NaN ignored), G_k arg-max rounds.
@@ -201,8 +204,8 @@ void launch_moe_route(const MoeRouteParams& p, cudaStream_t stream) {
     const int64_t blocks = (p.T + kWarpsPerBlock - 1) / kWarpsPerBlock;
     check_rows(blocks, "launch_moe_route");
     const RouterParams& r = p.router;
-    RouteArgs a{p.logits, p.topk_idx, p.topk_weight, p.T, r.N_r, r.K, r.G, r.G_k, r.group_limited, r.norm_topk_prob,
-                r.routed_scaling_factor};
+    RouteArgs a{p.logits, p.topk_idx, p.topk_weight, p.scores, p.T, r.N_r, r.K, r.G, r.G_k, r.group_limited,
+                r.norm_topk_prob, r.routed_scaling_factor};
     const size_t smem = size_t(kWarpsPerBlock) * size_t(r.N_r) * sizeof(float);  // ≤ 32 KiB (N_r ≤ 2048)
     moe_route_kernel<<<unsigned(blocks), kWarpsPerBlock * 32, smem, stream>>>(a);
     DSV2_LAUNCH_CHECK(moe_route_kernel);

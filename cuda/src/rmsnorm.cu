@@ -3,7 +3,11 @@
 // One block per token row; each thread accumulates a strided part of Σx², the block reduces it
 // in shared memory (fp32), then every thread scales its elements.
 #include "dsv2/cuda/buffer.cuh"
+#include "dsv2/cuda/elementwise.cuh"
 #include "dsv2/cuda/ops.hpp"
+
+#include <cstdint>
+#include <stdexcept>
 
 namespace dsv2::cuda {
 
@@ -29,6 +33,15 @@ __global__ void rms_norm_kernel(const float* __restrict__ x, const float* __rest
 }
 
 }  // namespace
+
+void launch_rms_norm(const float* x, const float* w, float* y, int64_t T, int64_t n, float eps, cudaStream_t stream) {
+    if (T < 0 || n <= 0 || T > int64_t(INT32_MAX) || n > int64_t(INT32_MAX))
+        throw std::invalid_argument("dsv2::cuda rms_norm: bad shape");
+    if (T == 0) return;
+    if (!x || !w || !y) throw std::invalid_argument("dsv2::cuda rms_norm: null pointer");
+    rms_norm_kernel<<<unsigned(T), kThreads, 0, stream>>>(x, w, y, int(n), eps);
+    DSV2_LAUNCH_CHECK(rms_norm_kernel);
+}
 
 std::vector<float> rms_norm(const std::vector<float>& x, const std::vector<float>& w, int T, int n, float eps) {
     if (T < 0 || n <= 0 || x.size() != size_t(T) * size_t(n) || w.size() != size_t(n))

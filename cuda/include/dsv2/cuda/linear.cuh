@@ -49,4 +49,13 @@ void launch_linear(cublasHandle_t h, const __nv_bfloat16* x, const __nv_bfloat16
 void launch_linear(cublasHandle_t h, const __nv_bfloat16* x, const __nv_bfloat16* W, __nv_bfloat16* y, int T, int in,
                    int out, cudaStream_t stream);
 
+/// One product per head, heads side by side (the per-head products of the absorbed MLA form):
+///   y[t, i, :] = x[t, i, :] W_iᵀ, i < n, W = n matrices [out, in] back to back
+///   x [T, n, in], W [n, out, in] → y [T, n, out]   (one cublasGemmStridedBatchedEx, batch = n)
+/// Precision as launch_linear. Reproduces HostBackend::linear_heads; tests/test_cuda_backend.cpp.
+void launch_linear_heads(cublasHandle_t h, const float* x, const float* W, float* y, int T, int n, int in, int out,
+                         cudaStream_t stream);
+void launch_linear_heads(cublasHandle_t h, const __nv_bfloat16* x, const __nv_bfloat16* W, float* y, int T, int n,
+                         int in, int out, cudaStream_t stream);
+
 }  // namespace dsv2::cuda

@@ -14,12 +14,14 @@
 namespace dsv2::cuda {
 
 /// moe_route_kernel: one warp per token.   logits [T, N_r] → topk_idx [T, K], topk_weight [T, K]
+/// and, when not null, scores [T, N_r] (the softmax, attn's moe.scores).
 struct MoeRouteParams {
     const float* logits;
     int32_t* topk_idx;
     float* topk_weight;
     int64_t T;
     RouterParams router;
+    float* scores = nullptr;
 };
 void launch_moe_route(const MoeRouteParams& p, cudaStream_t stream);
 

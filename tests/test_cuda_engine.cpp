@@ -1,0 +1,123 @@
+// GPU test (CTest label gpu): the whole model on the GPU — Engine (cuda/src/engine.cpp) on
+// CudaBackend — against the fp64 oracle, every named intermediate of every layer, with the
+// checks of tests/test_engine_host.cpp (which runs the same engine on HostBackend), plus two
+// layers at V2-Lite's real shapes. Without a device it prints why and exits 77 (CTest:
+// skipped). NOT YET RUN ON A GPU: written and compiled on a machine without one.
+// DSV2_GPU_TEST_QUICK=1 (tools/gpu/gpu_check.sh's compute-sanitizer runs) leaves out the long
+// prefill and the V2-Lite shapes.
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+
+#include "dsv2/checkpoint.hpp"
+#include "dsv2/cuda/ops.hpp"
+#include "engine_support.hpp"
+
+using namespace dsv2;
+using dsv2::cuda::Engine;
+using dsv2::cuda::WeightType;
+
+namespace {
+
+constexpr double kBoundFp32 = 1e-5;  // tests/test_golden.cpp
+constexpr double kBoundBf16 = 2e-2;  // app/compare.cpp
+
+bool quick() {
+    const char* v = std::getenv("DSV2_GPU_TEST_QUICK");
+    return v && std::string(v) == "1";
+}
+
+std::vector<int32_t> some_tokens(int64_t n, int64_t V, uint32_t seed) {
+    std::vector<int32_t> t(static_cast<size_t>(n));
+    uint32_t x = seed;
+    for (auto& v : t) {
+        x = x * 1664525u + 1013904223u;
+        v = int32_t((x >> 8) % uint32_t(V));
+    }
+    return t;
+}
+
+double check_model(const Config& cfg, const Weights<float>& w, WeightType type, const std::vector<int32_t>& tokens,
+                   size_t prefill, double bound) {
+    Weights<double> wd;
+    for (const auto& [name, m] : w.all()) wd.set(name, m.cast<double>());
+    const Model<double> oracle(cfg, type == WeightType::bf16 ? test::rounded_to_bf16(wd) : wd);
+    auto backend = cuda::make_cuda_backend();
+    Engine engine(cfg, w, *backend, type, int64_t(tokens.size()));
+    const test::BothTraces r = test::run_both(oracle, engine, tokens, prefill);
+    const double worst = test::check_traces(r.oracle, r.engine, bound, type == WeightType::bf16 ? bound : 0.0);
+    std::printf("  %s weights, %zu tokens (%zu prefill): worst ‖Δ‖/‖ref‖ %.2e\n", cuda::to_string(type), tokens.size(),
+                prefill, worst);
+    return worst;
+}
+
+}  // namespace
+
+TEST_CASE("gpu engine: tiny preset, prefill then decode, within 1e-5 of the fp64 oracle") {
+    const Config cfg = config_preset("tiny");
+    check_model(cfg, random_weights<float>(cfg, 7), WeightType::f32, some_tokens(11, cfg.V, 1), 7, kBoundFp32);
+}
+
+TEST_CASE("gpu engine: decode from an empty cache") {
+    const Config cfg = test::tiny_lite();
+    check_model(cfg, random_weights<float>(cfg, 3), WeightType::f32, some_tokens(6, cfg.V, 2), 0, kBoundFp32);
+}
+
+TEST_CASE("gpu engine: the golden Lite-like checkpoint") {
+    const std::string dir = std::string(DSV2_SOURCE_DIR) + "/data/golden/lite";
+    const Config cfg = config_from_file(dir);
+    check_model(cfg, load_weights<float>(dir, cfg), WeightType::f32, some_tokens(9, cfg.V, 3), 5, kBoundFp32);
+}
+
+TEST_CASE("gpu engine: the embedded BF16 model, fp32 and bf16 weights") {
+    const std::string dir = std::string(DSV2_SOURCE_DIR) + "/data/models/kjv-tiny";
+    const Config cfg = config_from_file(dir);
+    const Weights<float> w = load_weights<float>(dir, cfg);
+    check_model(cfg, w, WeightType::f32, some_tokens(10, cfg.V, 4), 6, kBoundFp32);
+    check_model(cfg, w, WeightType::bf16, some_tokens(10, cfg.V, 4), 6, kBoundBf16);
+}
+
+TEST_CASE("gpu engine: skewed expert load (all tokens tie: experts 0 and 1 take everything)") {
+    const Config cfg = config_preset("tiny");
+    Weights<float> w = random_weights<float>(cfg, 9);
+    for (int64_t l = 0; l < cfg.L; ++l)
+        if (cfg.is_moe_layer(l)) w.mutable_mat(layer_prefix(l) + "mlp.gate.weight").setZero();
+    check_model(cfg, w, WeightType::f32, some_tokens(40, cfg.V, 7), 30, kBoundFp32);
+}
+
+TEST_CASE("gpu engine: a long prefill (1100 tokens) then decode") {
+    if (quick()) return;
+    const Config cfg = test::tiny_lite();
+    check_model(cfg, random_weights<float>(cfg, 5), WeightType::f32, some_tokens(1102, cfg.V, 6), 1100, kBoundFp32);
+}
+
+TEST_CASE("gpu engine: two layers at V2-Lite's shapes (d 2048, 16 heads, d_c 512, 64 experts), fp32 and bf16") {
+    if (quick()) return;
+    Config cfg = config_preset("deepseek-v2-lite");
+    cfg.L = 2;      // layer 0 dense, layer 1 MoE
+    cfg.V = 1024;   // the vocabulary does not change the layers
+    cfg.validate();
+    const Weights<float> w = random_weights<float>(cfg, 21);
+    check_model(cfg, w, WeightType::f32, some_tokens(12, cfg.V, 8), 9, kBoundFp32);
+    check_model(cfg, w, WeightType::bf16, some_tokens(12, cfg.V, 8), 9, kBoundBf16);
+}
+
+TEST_CASE("gpu engine: the same logits as the engine on HostBackend") {
+    const Config cfg = config_preset("tiny");
+    const Weights<float> w = random_weights<float>(cfg, 17);
+    auto host = cuda::make_host_backend();
+    auto gpu = cuda::make_cuda_backend();
+    Engine eh(cfg, w, *host, WeightType::f32, 32), eg(cfg, w, *gpu, WeightType::f32, 32);
+    const std::vector<int32_t> tokens = some_tokens(20, cfg.V, 9);
+    const Mat<float> a = eh.forward(std::vector<int32_t>(tokens.begin(), tokens.begin() + 16));
+    const Mat<float> b = eg.forward(std::vector<int32_t>(tokens.begin(), tokens.begin() + 16));
+    CHECK(test::rel_err(b, a) <= kBoundFp32);
+    for (size_t t = 16; t < tokens.size(); ++t)
+        CHECK(test::rel_err(eg.forward({tokens[t]}), eh.forward({tokens[t]})) <= kBoundFp32);
+}
+
+int main(int argc, char** argv) {
+    if (!cuda::announce_device()) return cuda::kSkipExitCode;
+    return Catch::Session().run(argc, argv);
+}
