@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,39 @@ inline double check_traces(const Trace& oracle, const Trace& engine, double boun
         INFO("engine intermediate " << name);
         REQUIRE(oracle.has(name));
     }
+    return worst;
+}
+
+/// n token ids in [0, V) from a fixed linear congruential sequence.
+inline std::vector<int32_t> some_tokens(int64_t n, int64_t V, uint32_t seed) {
+    std::vector<int32_t> t(static_cast<size_t>(n));
+    uint32_t x = seed;
+    for (auto& v : t) {
+        x = x * 1664525u + 1013904223u;
+        v = int32_t((x >> 8) % uint32_t(V));
+    }
+    return t;
+}
+
+template <typename S>
+Weights<S> rounded_to_bf16(const Weights<S>& w);
+
+/// The fp64 oracle (on `w`, rounded to bf16 first when the engine's weights are bf16) against an
+/// Engine on `backend` with weights stored as `type`: run_both, then check_traces within `bound`
+/// (expert indices exact in fp32, near ties allowed within `bound` in bf16). Returns the worst
+/// relative error and prints it.
+inline double check_model(cuda::Backend& backend, const Config& cfg, const Weights<float>& w, cuda::WeightType type,
+                          const std::vector<int32_t>& tokens, size_t prefill, double bound) {
+    Weights<double> wd;
+    for (const auto& [name, m] : w.all()) wd.set(name, m.cast<double>());
+    const bool bf16 = type == cuda::WeightType::bf16;
+    const Model<double> oracle(cfg, bf16 ? rounded_to_bf16(wd) : wd);
+    cuda::Engine engine(cfg, w, backend, type, int64_t(tokens.size()));
+    const BothTraces r = run_both(oracle, engine, tokens, prefill);
+    CHECK(engine.length() == int64_t(tokens.size()));
+    const double worst = check_traces(r.oracle, r.engine, bound, bf16 ? bound : 0.0);
+    std::printf("  engine on %s, %s weights, %zu tokens (%zu prefill): worst ‖Δ‖/‖ref‖ %.2e\n",
+                backend.name().c_str(), cuda::to_string(type), tokens.size(), prefill, worst);
     return worst;
 }
 

@@ -28,54 +28,37 @@ bool quick() {
     return v && std::string(v) == "1";
 }
 
-std::vector<int32_t> some_tokens(int64_t n, int64_t V, uint32_t seed) {
-    std::vector<int32_t> t(static_cast<size_t>(n));
-    uint32_t x = seed;
-    for (auto& v : t) {
-        x = x * 1664525u + 1013904223u;
-        v = int32_t((x >> 8) % uint32_t(V));
-    }
-    return t;
-}
-
+// The engine on the GPU against the fp64 oracle (tests/engine_support.hpp).
 double check_model(const Config& cfg, const Weights<float>& w, WeightType type, const std::vector<int32_t>& tokens,
                    size_t prefill, double bound) {
-    Weights<double> wd;
-    for (const auto& [name, m] : w.all()) wd.set(name, m.cast<double>());
-    const Model<double> oracle(cfg, type == WeightType::bf16 ? test::rounded_to_bf16(wd) : wd);
     auto backend = cuda::make_cuda_backend();
-    Engine engine(cfg, w, *backend, type, int64_t(tokens.size()));
-    const test::BothTraces r = test::run_both(oracle, engine, tokens, prefill);
-    const double worst = test::check_traces(r.oracle, r.engine, bound, type == WeightType::bf16 ? bound : 0.0);
-    std::printf("  %s weights, %zu tokens (%zu prefill): worst ‖Δ‖/‖ref‖ %.2e\n", cuda::to_string(type), tokens.size(),
-                prefill, worst);
-    return worst;
+    return test::check_model(*backend, cfg, w, type, tokens, prefill, bound);
 }
 
 }  // namespace
 
 TEST_CASE("gpu engine: tiny preset, prefill then decode, within 1e-5 of the fp64 oracle") {
     const Config cfg = config_preset("tiny");
-    check_model(cfg, random_weights<float>(cfg, 7), WeightType::f32, some_tokens(11, cfg.V, 1), 7, kBoundFp32);
+    check_model(cfg, random_weights<float>(cfg, 7), WeightType::f32, test::some_tokens(11, cfg.V, 1), 7, kBoundFp32);
 }
 
 TEST_CASE("gpu engine: decode from an empty cache") {
     const Config cfg = test::tiny_lite();
-    check_model(cfg, random_weights<float>(cfg, 3), WeightType::f32, some_tokens(6, cfg.V, 2), 0, kBoundFp32);
+    check_model(cfg, random_weights<float>(cfg, 3), WeightType::f32, test::some_tokens(6, cfg.V, 2), 0, kBoundFp32);
 }
 
 TEST_CASE("gpu engine: the golden Lite-like checkpoint") {
     const std::string dir = std::string(DSV2_SOURCE_DIR) + "/data/golden/lite";
     const Config cfg = config_from_file(dir);
-    check_model(cfg, load_weights<float>(dir, cfg), WeightType::f32, some_tokens(9, cfg.V, 3), 5, kBoundFp32);
+    check_model(cfg, load_weights<float>(dir, cfg), WeightType::f32, test::some_tokens(9, cfg.V, 3), 5, kBoundFp32);
 }
 
 TEST_CASE("gpu engine: the embedded BF16 model, fp32 and bf16 weights") {
     const std::string dir = std::string(DSV2_SOURCE_DIR) + "/data/models/kjv-tiny";
     const Config cfg = config_from_file(dir);
     const Weights<float> w = load_weights<float>(dir, cfg);
-    check_model(cfg, w, WeightType::f32, some_tokens(10, cfg.V, 4), 6, kBoundFp32);
-    check_model(cfg, w, WeightType::bf16, some_tokens(10, cfg.V, 4), 6, kBoundBf16);
+    check_model(cfg, w, WeightType::f32, test::some_tokens(10, cfg.V, 4), 6, kBoundFp32);
+    check_model(cfg, w, WeightType::bf16, test::some_tokens(10, cfg.V, 4), 6, kBoundBf16);
 }
 
 TEST_CASE("gpu engine: skewed expert load (all tokens tie: experts 0 and 1 take everything)") {
@@ -83,13 +66,13 @@ TEST_CASE("gpu engine: skewed expert load (all tokens tie: experts 0 and 1 take 
     Weights<float> w = random_weights<float>(cfg, 9);
     for (int64_t l = 0; l < cfg.L; ++l)
         if (cfg.is_moe_layer(l)) w.mutable_mat(layer_prefix(l) + "mlp.gate.weight").setZero();
-    check_model(cfg, w, WeightType::f32, some_tokens(40, cfg.V, 7), 30, kBoundFp32);
+    check_model(cfg, w, WeightType::f32, test::some_tokens(40, cfg.V, 7), 30, kBoundFp32);
 }
 
 TEST_CASE("gpu engine: a long prefill (1100 tokens) then decode") {
     if (quick()) return;
     const Config cfg = test::tiny_lite();
-    check_model(cfg, random_weights<float>(cfg, 5), WeightType::f32, some_tokens(1102, cfg.V, 6), 1100, kBoundFp32);
+    check_model(cfg, random_weights<float>(cfg, 5), WeightType::f32, test::some_tokens(1102, cfg.V, 6), 1100, kBoundFp32);
 }
 
 TEST_CASE("gpu engine: two layers at V2-Lite's shapes (d 2048, 16 heads, d_c 512, 64 experts), fp32 and bf16") {
@@ -99,8 +82,8 @@ TEST_CASE("gpu engine: two layers at V2-Lite's shapes (d 2048, 16 heads, d_c 512
     cfg.V = 1024;   // the vocabulary does not change the layers
     cfg.validate();
     const Weights<float> w = random_weights<float>(cfg, 21);
-    check_model(cfg, w, WeightType::f32, some_tokens(12, cfg.V, 8), 9, kBoundFp32);
-    check_model(cfg, w, WeightType::bf16, some_tokens(12, cfg.V, 8), 9, kBoundBf16);
+    check_model(cfg, w, WeightType::f32, test::some_tokens(12, cfg.V, 8), 9, kBoundFp32);
+    check_model(cfg, w, WeightType::bf16, test::some_tokens(12, cfg.V, 8), 9, kBoundBf16);
 }
 
 TEST_CASE("gpu engine: the same logits as the engine on HostBackend") {
@@ -109,7 +92,7 @@ TEST_CASE("gpu engine: the same logits as the engine on HostBackend") {
     auto host = cuda::make_host_backend();
     auto gpu = cuda::make_cuda_backend();
     Engine eh(cfg, w, *host, WeightType::f32, 32), eg(cfg, w, *gpu, WeightType::f32, 32);
-    const std::vector<int32_t> tokens = some_tokens(20, cfg.V, 9);
+    const std::vector<int32_t> tokens = test::some_tokens(20, cfg.V, 9);
     const Mat<float> a = eh.forward(std::vector<int32_t>(tokens.begin(), tokens.begin() + 16));
     const Mat<float> b = eg.forward(std::vector<int32_t>(tokens.begin(), tokens.begin() + 16));
     CHECK(test::rel_err(b, a) <= kBoundFp32);

@@ -18,27 +18,11 @@ namespace {
 constexpr double kBoundFp32 = 1e-5;
 constexpr double kBoundBf16 = 2e-2;
 
-std::vector<int32_t> some_tokens(int64_t n, int64_t V, uint32_t seed) {
-    std::vector<int32_t> t(static_cast<size_t>(n));
-    uint32_t x = seed;
-    for (auto& v : t) {
-        x = x * 1664525u + 1013904223u;
-        v = int32_t((x >> 8) % uint32_t(V));
-    }
-    return t;
-}
-
-// Oracle (fp64, on `w` as given) vs the engine (fp32 activations, weights stored as `type`).
+// The engine on a fresh HostBackend against the fp64 oracle (tests/engine_support.hpp).
 double check_model(const Config& cfg, const Weights<float>& w, WeightType type, const std::vector<int32_t>& tokens,
                    size_t prefill, double bound) {
-    Weights<double> wd;
-    for (const auto& [name, m] : w.all()) wd.set(name, m.cast<double>());
-    const Model<double> oracle(cfg, type == WeightType::bf16 ? test::rounded_to_bf16(wd) : wd);
     auto backend = cuda::make_host_backend();
-    Engine engine(cfg, w, *backend, type, int64_t(tokens.size()));
-    const test::BothTraces r = test::run_both(oracle, engine, tokens, prefill);
-    CHECK(engine.length() == int64_t(tokens.size()));
-    return test::check_traces(r.oracle, r.engine, bound, type == WeightType::bf16 ? bound : 0.0);
+    return test::check_model(*backend, cfg, w, type, tokens, prefill, bound);
 }
 
 }  // namespace
@@ -46,38 +30,38 @@ double check_model(const Config& cfg, const Weights<float>& w, WeightType type, 
 TEST_CASE("engine on the host: tiny preset, prefill then decode, every intermediate within 1e-5 of the fp64 oracle") {
     const Config cfg = config_preset("tiny");  // q compression, group-limited routing, YaRN, a dense layer
     const Weights<float> w = random_weights<float>(cfg, 7);
-    const double worst = check_model(cfg, w, WeightType::f32, some_tokens(11, cfg.V, 1), 7, kBoundFp32);
+    const double worst = check_model(cfg, w, WeightType::f32, test::some_tokens(11, cfg.V, 1), 7, kBoundFp32);
     CHECK(worst > 0);  // the two really computed separately
 }
 
 TEST_CASE("engine on the host: decode from an empty cache (every call one token, absorbed form)") {
     const Config cfg = test::tiny_lite();  // no q compression, greedy routing
-    check_model(cfg, random_weights<float>(cfg, 3), WeightType::f32, some_tokens(6, cfg.V, 2), 0, kBoundFp32);
+    check_model(cfg, random_weights<float>(cfg, 3), WeightType::f32, test::some_tokens(6, cfg.V, 2), 0, kBoundFp32);
 }
 
 TEST_CASE("engine on the host: the golden Lite-like checkpoint") {
     const std::string dir = std::string(DSV2_SOURCE_DIR) + "/data/golden/lite";
     const Config cfg = config_from_file(dir);
-    check_model(cfg, load_weights<float>(dir, cfg), WeightType::f32, some_tokens(9, cfg.V, 3), 5, kBoundFp32);
+    check_model(cfg, load_weights<float>(dir, cfg), WeightType::f32, test::some_tokens(9, cfg.V, 3), 5, kBoundFp32);
 }
 
 TEST_CASE("engine on the host: the embedded BF16 model, fp32 and bf16 weights") {
     const std::string dir = std::string(DSV2_SOURCE_DIR) + "/data/models/kjv-tiny";
     const Config cfg = config_from_file(dir);
     const Weights<float> w = load_weights<float>(dir, cfg);  // exactly bf16 values
-    check_model(cfg, w, WeightType::f32, some_tokens(10, cfg.V, 4), 6, kBoundFp32);
-    const double worst = check_model(cfg, w, WeightType::bf16, some_tokens(10, cfg.V, 4), 6, kBoundBf16);
+    check_model(cfg, w, WeightType::f32, test::some_tokens(10, cfg.V, 4), 6, kBoundFp32);
+    const double worst = check_model(cfg, w, WeightType::bf16, test::some_tokens(10, cfg.V, 4), 6, kBoundBf16);
     CHECK(worst > 1e-4);  // bf16 products really rounded their inputs
 }
 
 TEST_CASE("engine on the host: bf16 weights on a preset, against the oracle on the same rounded weights") {
     const Config cfg = config_preset("tiny");
-    check_model(cfg, random_weights<float>(cfg, 11), WeightType::bf16, some_tokens(8, cfg.V, 5), 5, kBoundBf16);
+    check_model(cfg, random_weights<float>(cfg, 11), WeightType::bf16, test::some_tokens(8, cfg.V, 5), 5, kBoundBf16);
 }
 
 TEST_CASE("engine on the host: a long prefill (1100 tokens) then decode") {
     const Config cfg = test::tiny_lite();
-    check_model(cfg, random_weights<float>(cfg, 5), WeightType::f32, some_tokens(1102, cfg.V, 6), 1100, kBoundFp32);
+    check_model(cfg, random_weights<float>(cfg, 5), WeightType::f32, test::some_tokens(1102, cfg.V, 6), 1100, kBoundFp32);
 }
 
 TEST_CASE("engine on the host: skewed expert load (every token ties on all experts: experts 0 and 1 take all, the rest empty)") {
@@ -85,7 +69,7 @@ TEST_CASE("engine on the host: skewed expert load (every token ties on all exper
     Weights<float> w = random_weights<float>(cfg, 9);
     for (int64_t l = 0; l < cfg.L; ++l)
         if (cfg.is_moe_layer(l)) w.mutable_mat(layer_prefix(l) + "mlp.gate.weight").setZero();
-    const std::vector<int32_t> tokens = some_tokens(40, cfg.V, 7);
+    const std::vector<int32_t> tokens = test::some_tokens(40, cfg.V, 7);
     Weights<double> wd;
     for (const auto& [name, m] : w.all()) wd.set(name, m.cast<double>());
     const Model<double> oracle(cfg, wd);
@@ -105,7 +89,7 @@ TEST_CASE("engine on the host: Logits::last is the last row of Logits::all; rese
     const Weights<float> w = random_weights<float>(cfg, 13);
     auto backend = cuda::make_host_backend();
     Engine engine(cfg, w, *backend, WeightType::f32, 16);
-    const std::vector<int32_t> tokens = some_tokens(5, cfg.V, 8);
+    const std::vector<int32_t> tokens = test::some_tokens(5, cfg.V, 8);
     const Mat<float> all = engine.forward(tokens);
     CHECK(engine.length() == 5);
     engine.reset();
@@ -123,8 +107,8 @@ TEST_CASE("engine on the host: bad tokens, a full cache and a bad capacity are r
     CHECK_THROWS_WITH(engine.forward({1, 256}), "token 256 at index 1 is outside the vocabulary [0, 256)");
     CHECK_THROWS_WITH(engine.forward({-1}), "token -1 at index 0 is outside the vocabulary [0, 256)");
     CHECK(engine.length() == 0);
-    engine.forward(some_tokens(60, cfg.V, 9));
-    CHECK_THROWS_WITH(engine.forward(some_tokens(5, cfg.V, 10)),
+    engine.forward(test::some_tokens(60, cfg.V, 9));
+    CHECK_THROWS_WITH(engine.forward(test::some_tokens(5, cfg.V, 10)),
                       "engine: 5 more tokens would overflow the cache of 64 tokens (60 held)");
     CHECK(engine.length() == 60);
     CHECK_THROWS_WITH(Engine(cfg, w, *backend, WeightType::f32, 0), Catch::Contains("capacity must be at least 1"));
