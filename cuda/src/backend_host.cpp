@@ -25,29 +25,33 @@ WeightType weight_type_from_string(const std::string& s) {
 }
 
 std::unique_ptr<Buffer> Backend::upload_as(const float* host, size_t n, WeightType type) {
+    std::unique_ptr<Buffer> b = alloc(n * element_bytes(type));
+    upload_converted(b->data(), host, n, type);
+    return b;
+}
+
+void Backend::upload_converted(void* dst, const float* host, size_t n, WeightType type) {
     if (type == WeightType::f32) {
-        std::unique_ptr<Buffer> b = alloc(n * sizeof(float));
-        upload(b->data(), host, n * sizeof(float));
-        return b;
+        upload(dst, host, n * sizeof(float));
+        return;
     }
     std::vector<uint16_t> bits(n);
     for (size_t i = 0; i < n; ++i) bits[i] = float_to_bf16_bits(host[i]);
-    std::unique_ptr<Buffer> b = alloc(n * sizeof(uint16_t));
-    upload(b->data(), bits.data(), n * sizeof(uint16_t));
-    return b;
+    upload(dst, bits.data(), n * sizeof(uint16_t));
 }
 
 namespace {
 
 class HostBuffer final : public Buffer {
 public:
-    explicit HostBuffer(size_t bytes) : words_((bytes + 7) / 8) {  // 8-byte aligned (int64, double)
+    // 8-byte aligned (int64, double); left uninitialised, as cudaMalloc leaves device memory.
+    explicit HostBuffer(size_t bytes) : words_(bytes ? new uint64_t[(bytes + 7) / 8] : nullptr) {
         bytes_ = bytes;
-        data_ = bytes ? words_.data() : nullptr;
+        data_ = words_.get();
     }
 
 private:
-    std::vector<uint64_t> words_;
+    std::unique_ptr<uint64_t[]> words_;
 };
 
 // Element i of a weight, as fp32.

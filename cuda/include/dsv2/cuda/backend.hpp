@@ -74,8 +74,10 @@ public:
     virtual void sync() = 0;
 
     /// n fp32 host values stored as `type` (bf16: rounded to nearest even on the host, then
-    /// uploaded). Not virtual: alloc + upload.
+    /// uploaded). Not virtual: alloc + upload_converted.
     std::unique_ptr<Buffer> upload_as(const float* host, size_t n, WeightType type);
+    /// The same into existing backend memory at dst (n · element_bytes(type) bytes).
+    void upload_converted(void* dst, const float* host, size_t n, WeightType type);
 
     // ---- dense operations (oracle functions in brackets) --------------------------------------
     /// h[t, :] = E[tokens[t], :] as fp32 [the lookup of dsv2::Model::forward]. Tokens are checked

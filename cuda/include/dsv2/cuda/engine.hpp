@@ -74,6 +74,8 @@ private:
     template <typename T>
     T* scratch_as(const std::string& name, int64_t elements);
     WeightRef upload(const Mat<float>& m, int64_t count, WeightType type);
+    // The parts' rows back to back as one stack of `count` matrices.
+    WeightRef upload_rows(const std::vector<const Mat<float>*>& parts, int64_t count, WeightType type);
     const float* upload_f32(const Mat<float>& m);
     void record(Trace* trace, const std::string& name, const float* x, int64_t rows, int64_t cols);
     void record_int(Trace* trace, const std::string& name, const int32_t* x, int64_t rows, int64_t cols);
