@@ -1,4 +1,4 @@
-// dsv2 forward, kv-cache and params.
+// dsv2 forward (on the oracle or the engine, --device), kv-cache and params.
 #include "commands.hpp"
 
 #include <sys/stat.h>
@@ -17,6 +17,7 @@
 #include "dsv2/cache_sizes.hpp"
 #include "dsv2/checkpoint.hpp"
 #include "dsv2/io.hpp"
+#include "engine_source.hpp"
 #include "model_source.hpp"
 
 namespace dsv2::app {
@@ -104,27 +105,23 @@ void print_routing_stats(const Config& cfg, const Trace& trace, int64_t D, int64
     std::fflush(stdout);
 }
 
-template <typename S>
-int forward_in(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
-    const Model<S> model = load_model<S>(o.source);
-    const Config& cfg = model.config();
-    const int64_t T = int64_t(tokens.size());
-    const int64_t prefill = o.prefill < 0 ? T : o.prefill;
-    const AttentionForm form = o.attention == "naive" ? AttentionForm::naive : AttentionForm::absorbed;
-
-    // Every run is guarded: a NaN or Inf is reported at the first intermediate that holds it.
+// The trace every forward run keeps: a guard that names the first intermediate holding a NaN or
+// an Inf, which also stores the intermediates --dump and --routing-stats need.
+Trace forward_trace(const ForwardOptions& o) {
     const bool keep_routing = o.routing_stats && o.dump.empty();
-    Trace trace(keep_routing ? std::function<bool(const std::string&)>([](const std::string& n) {
-                    return n.find("moe.topk_idx") != std::string::npos || n.find("moe.scores") != std::string::npos;
-                })
-                             : nullptr,
-                /*store=*/!o.dump.empty() || o.routing_stats);
-    Trace* tr = &trace;
-    Mat<float> logits(T, cfg.V);                                                // [T, V]
-    run_prefill_then_decode(model, tokens, prefill, form, tr, [&](const Mat<S>& step, int64_t first) {
-        logits.middleRows(first, step.rows()) = step.template cast<float>();
-    });
+    return Trace(keep_routing ? std::function<bool(const std::string&)>([](const std::string& n) {
+                     return n.find("moe.topk_idx") != std::string::npos || n.find("moe.scores") != std::string::npos;
+                 })
+                              : nullptr,
+                 /*store=*/!o.dump.empty() || o.routing_stats);
+}
 
+// What forward does with a run's logits and trace, whoever computed them: the .npy, the dump,
+// the routing statistics and the summary line. `ran` says what computed them ("absorbed, fp32").
+int finish_forward(const ForwardOptions& o, const Config& cfg, const std::vector<int32_t>& tokens, int64_t prefill,
+                   const Mat<float>& logits, const Trace& trace, const std::string& ran,
+                   const std::map<std::string, std::string>& run_meta) {
+    const int64_t T = int64_t(tokens.size());
     if (!trace.first_nonfinite().empty())
         throw std::runtime_error("non-finite values (NaN or Inf) first appear in " + trace.first_nonfinite() +
                                  "; nothing written");
@@ -141,25 +138,68 @@ int forward_in(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
         tensors.emplace("tokens", std::move(tok));
         std::string toks;
         for (int32_t t : tokens) toks += (toks.empty() ? "" : ",") + std::to_string(t);
+        std::map<std::string, std::string> meta = {{"format", "dsv2-intermediates"},
+                                                   {"source", source_name(o.source)},
+                                                   {"tokens", toks},
+                                                   {"prefill", std::to_string(prefill)},
+                                                   {"config", config_to_json_text(cfg)}};
+        meta.insert(run_meta.begin(), run_meta.end());
         try {
-            write_safetensors(o.dump, tensors,
-                              {{"format", "dsv2-intermediates"},
-                               {"source", source_name(o.source)},
-                               {"tokens", toks},
-                               {"prefill", std::to_string(prefill)},
-                               {"attention", o.attention},
-                               {"precision", o.precision},
-                               {"config", config_to_json_text(cfg)}});
+            write_safetensors(o.dump, tensors, meta);
         } catch (...) {
             std::remove(o.out.c_str());  // all or nothing
             throw;
         }
     }
     if (o.routing_stats) print_routing_stats(cfg, trace, o.devices ? o.devices : cfg.G, o.device_limit ? o.device_limit : cfg.G_k);
-    std::cerr << "dsv2 forward: " << T << " tokens (" << prefill << " prefill, " << (T - prefill)
-              << " decode), " << o.attention << ", " << o.precision << " → " << o.out
-              << (o.dump.empty() ? "" : " and " + o.dump) << "\n";
+    std::cerr << "dsv2 forward: " << T << " tokens (" << prefill << " prefill, " << (T - prefill) << " decode), " << ran
+              << " → " << o.out << (o.dump.empty() ? "" : " and " + o.dump) << "\n";
     return 0;
+}
+
+// --device cpu: the oracle in S (--precision), one attention form for every call.
+template <typename S>
+int forward_in(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
+    const Model<S> model = load_model<S>(o.source);
+    const Config& cfg = model.config();
+    const int64_t T = int64_t(tokens.size());
+    const int64_t prefill = o.prefill < 0 ? T : o.prefill;
+    const AttentionForm form = o.attention == "naive" ? AttentionForm::naive : AttentionForm::absorbed;
+    Trace trace = forward_trace(o);
+    Mat<float> logits(T, cfg.V);                                                // [T, V]
+    run_prefill_then_decode(model, tokens, prefill, form, &trace, [&](const Mat<S>& step, int64_t first) {
+        logits.middleRows(first, step.rows()) = step.template cast<float>();
+    });
+    return finish_forward(o, cfg, tokens, prefill, logits, trace, o.attention + ", " + o.precision,
+                          {{"attention", o.attention}, {"precision", o.precision}, {"device", "cpu"}});
+}
+
+// --device host or cuda: the engine (fp32, weights as --dtype), its attention form per call.
+int forward_engine(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
+    std::unique_ptr<cuda::Backend> backend = make_engine_backend(o.device);
+    const cuda::WeightType type = cuda::weight_type_from_string(o.dtype);
+    const int64_t T = int64_t(tokens.size());
+    const int64_t prefill = o.prefill < 0 ? T : o.prefill;
+    Config cfg;
+    Mat<float> logits;
+    Trace trace = forward_trace(o);
+    {
+        const Model<float> model = load_model<float>(o.source);  // the weights; the engine copies them
+        cfg = model.config();
+        cuda::Engine engine(cfg, model.weights(), *backend, type, T);
+        logits.resize(T, cfg.V);  // [T, V]
+        for_each_call(T, prefill, [&](int64_t first, int64_t n) {
+            const std::vector<int32_t> part(tokens.begin() + first, tokens.begin() + first + n);
+            logits.middleRows(first, n) = engine.forward(part, &trace);
+        });
+    }
+    const std::string label = engine_label(*backend);
+    return finish_forward(o, cfg, tokens, prefill, logits, trace,
+                          label + ", " + o.dtype + " weights, attention per call (" + forms_used(T, prefill) + ")",
+                          {{"attention", "per call: naive for several tokens, absorbed for one"},
+                           {"precision", "fp32"},
+                           {"device", label},
+                           {"dtype", o.dtype}});
 }
 
 std::string gb(double bytes) {
@@ -197,12 +237,15 @@ int run_forward(const ForwardOptions& o) {
             throw std::invalid_argument("--devices " + std::to_string(D) + ": must divide the " + std::to_string(cfg.N_r) + " routed experts");
         if (M > D) throw std::invalid_argument("--device-limit " + std::to_string(M) + ": must be at most --devices " + std::to_string(D));
     }
+    check_device_options(o.device, o.dtype, o.precision, o.attention_given, o.attention);
     const int64_t bytes = o.precision == "fp64" ? 8 : 4;
-    check_fits_in_memory(cfg, bytes, source_name(o.source));  // the weights alone, then the whole run
+    // The weights alone (the engine on the host holds a second copy), then the whole run.
+    check_fits_in_memory(cfg, bytes + engine_host_bytes(o.device, cuda::weight_type_from_string(o.dtype)), source_name(o.source));
     check_run_fits(cfg, T, o.prefill < 0 ? T : o.prefill, bytes, !o.dump.empty(), "--tokens");
     check_writable(o.out, "--out");
     if (!o.dump.empty()) check_writable(o.dump, "--dump");
     if (!o.dump.empty() && same_path(o.dump, o.out)) throw std::invalid_argument("--dump " + o.dump + ": names the same file as --out");
+    if (o.device != "cpu") return forward_engine(o, tokens);
     return o.precision == "fp64" ? forward_in<double>(o, tokens) : forward_in<float>(o, tokens);
 }
 

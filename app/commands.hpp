@@ -26,7 +26,10 @@ struct ForwardOptions {
     std::string tokens;        ///< "3,14,15"
     int64_t prefill = -1;      ///< tokens in the first call; -1 = all
     std::string attention = "absorbed";
+    bool attention_given = false;  ///< --attention on the command line (refused with an engine device)
     std::string precision = "fp32";
+    std::string device = "cpu";    ///< cpu (the oracle), host or cuda (the engine; app/engine_source.hpp)
+    std::string dtype = "fp32";    ///< the engine's weights: fp32 or bf16
     std::string out;           ///< logits .npy
     std::string dump;          ///< optional intermediates .safetensors
     bool routing_stats = false;  ///< print expert loads and balance terms per MoE layer
@@ -55,6 +58,9 @@ struct GenerateOptions {
     double top_p = 1.0;
     uint64_t seed = 0;
     std::string attention = "absorbed";
+    bool attention_given = false;  ///< --attention on the command line (refused with an engine device)
+    std::string device = "cpu";    ///< cpu (the oracle), host or cuda (the engine; app/engine_source.hpp)
+    std::string dtype = "fp32";    ///< the engine's weights: fp32 or bf16
 };
 
 /// What one generation produced, and how long it took.
@@ -79,16 +85,20 @@ struct BenchOptions {
     std::string json;                         ///< also write the figures here
 };
 
-/// dsv2 compare: the fp64 oracle against the intermediates another implementation dumped under
-/// the names of docs/intermediates.md (`--against`), one line per intermediate, the first
-/// divergence named. Exit 0 when every intermediate is within the dtype's bound, 1 otherwise.
+/// dsv2 compare: the fp64 oracle against another implementation, every named intermediate of
+/// docs/intermediates.md, one line each, the first divergence named. The other implementation is
+/// the intermediates a file holds (`--against`), or else dsv2's own engine run here on `device`
+/// (app/engine_source.hpp). Exit 0 when every intermediate is within the dtype's bound, 1 otherwise.
 struct CompareOptions {
     ModelSource source;
-    std::string against;  ///< FILE.safetensors; empty: nothing to compare with (no CUDA model path yet), exit 2
-    std::string tokens;   ///< "3,14,15"; empty: the `tokens` tensor of FILE
+    std::string against;  ///< FILE.safetensors; empty: compare the engine on `device`
+    std::string tokens;   ///< "3,14,15"; empty: the `tokens` tensor of FILE, or the default sequence
     int64_t prefill = -1;  ///< tokens in the first call; -1 = all
-    std::string attention = "absorbed";
-    std::string dtype = "fp32";  ///< the precision FILE was computed in: fp32 or bf16 (sets the bound)
+    std::string attention = "absorbed";  ///< the oracle's form against FILE (the engine chooses per call)
+    bool attention_given = false;
+    std::string dtype = "fp32";  ///< FILE's precision, or the engine's weights: fp32 or bf16 (sets the bound)
+    std::string device = "cuda";  ///< the engine's device without --against: cuda or host
+    bool device_given = false;
     bool json = false;
 };
 

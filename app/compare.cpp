@@ -1,8 +1,12 @@
-// dsv2 compare --against FILE.safetensors: the fp64 oracle against the intermediates another
-// implementation (PyTorch, someone's own kernels, a dsv2 dump) wrote under the names of
-// docs/intermediates.md. One line per intermediate, in the oracle's forward order: max |Δ|,
-// ‖Δ‖/‖ref‖ (ref = the oracle) and PASS or FAIL at the bound of FILE's dtype; expert indices
-// must match exactly. The last line names the first divergence. See docs/compare.md.
+// dsv2 compare: the fp64 oracle against another implementation, by the names of
+// docs/intermediates.md —
+//   --against FILE.safetensors: the intermediates another implementation (PyTorch, someone's own
+//     kernels, a dsv2 dump) wrote;
+//   without --against: dsv2's own engine (dsv2/cuda/engine.hpp) run here on --device cuda (the
+//     GPU) or host (its CPU twin), its trace turned into the same structure as a file.
+// One line per intermediate, in the oracle's forward order: max |Δ|, ‖Δ‖/‖ref‖ (ref = the oracle)
+// and PASS or FAIL at the bound of the dtype; expert indices must match exactly, or in bf16 differ
+// only at near ties. The last line names the first divergence. See docs/compare.md.
 #include "commands.hpp"
 
 #include <algorithm>
@@ -20,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dsv2/io.hpp"
+#include "engine_source.hpp"
 #include "model_source.hpp"
 
 namespace dsv2::app {
@@ -41,7 +46,18 @@ constexpr double kBoundFp32 = 1e-5;
 // layers and fails a wrong formula. A deep model compounds more; this is the constant to change.
 constexpr double kBoundBf16 = 2e-2;
 
+// Engine mode, no --prefill: the last this many tokens are decoded one call each (absorbed form).
+constexpr int64_t kEngineDecodeCalls = 4;
+
 double bound_of(const std::string& dtype) { return dtype == "bf16" ? kBoundBf16 : kBoundFp32; }
+
+// Expert indices: exact in fp32. In bf16 an index may differ where the oracle scores the two
+// experts within kTieBf16 of each other, relative to the token's top score: a near tie that the
+// lower precision may order either way (the rule of tests/engine_support.hpp). The same value as
+// the bound: bf16 router logits carry a relative error of that order.
+constexpr double kTieBf16 = 2e-2;
+
+double tie_tol_of(const std::string& dtype) { return dtype == "bf16" ? kTieBf16 : 0.0; }
 
 // "--against FILE" for error messages.
 std::string file_label(const std::string& path) { return "--against " + path; }
@@ -58,6 +74,12 @@ std::string sci(double v, int digits) {
     return buf;
 }
 
+// What a differing expert index may be: "near ties (score gap ≤ 2e-02 of the top score)".
+std::string near_tie_rule(double tie_tol) { return "near ties (score gap ≤ " + sci(tie_tol, 0) + " of the top score)"; }
+std::string index_rule(double tie_tol) {
+    return tie_tol > 0 ? "expert indices exact or " + near_tie_rule(tie_tol) : "expert indices exact";
+}
+
 // ---------------------------------------------------------------------------------------------
 // FILE: every tensor as [rows, width] in double (dimensions after the first flattened, so
 // [T, n_h, d_R] reads as the heads side by side), the integer ones marked; its tokens, if any.
@@ -72,6 +94,10 @@ struct AgainstFile {
     std::map<std::string, FileTensor> tensors;  ///< every tensor but `tokens`
     bool has_tokens = false;
     std::vector<int32_t> tokens;  ///< the `tokens` tensor, when present
+    /// A dump of dsv2's engine (dsv2 forward --device host|cuda --dump): its metadata says the
+    /// attention form was chosen per call, and with which schedule (prefill, -1 when not said).
+    bool per_call = false;
+    int64_t prefill = -1;
 };
 
 AgainstFile load_against(const std::string& path) {
@@ -121,6 +147,15 @@ AgainstFile load_against(const std::string& path) {
         }
         a.tensors.emplace(name, std::move(t));
     }
+    const auto& meta = f->metadata();
+    const auto format = meta.find("format"), attention = meta.find("attention"), prefill = meta.find("prefill");
+    if (format != meta.end() && format->second == "dsv2-intermediates" && attention != meta.end() &&
+        attention->second.rfind("per call", 0) == 0) {
+        a.per_call = true;
+        if (prefill != meta.end() && !prefill->second.empty() && prefill->second.size() < 19 &&
+            prefill->second.find_first_not_of("0123456789") == std::string::npos)
+            a.prefill = std::stoll(prefill->second);
+    }
     return a;
 }
 
@@ -145,14 +180,76 @@ std::vector<int32_t> resolve_tokens(const CompareOptions& o, const AgainstFile& 
 // ---------------------------------------------------------------------------------------------
 // The oracle: fp64, one prefill of `prefill` tokens, then one token per call, as dsv2 forward.
 
-Trace run_oracle(const ModelSource& src, const std::vector<int32_t>& tokens, int64_t prefill, AttentionForm form) {
-    const Model<double> model = load_model<double>(src);
-    Trace trace;  // stores every intermediate, and notes the first NaN or Inf
-    run_prefill_then_decode(model, tokens, prefill, form, &trace, [](const Mat<double>&, int64_t) {});
+void check_oracle_finite(const Trace& trace) {
     if (!trace.first_nonfinite().empty())
         throw std::runtime_error("the oracle's non-finite values (NaN or Inf) first appear in " + trace.first_nonfinite() +
                                  "; nothing compared");
+}
+
+// per_call: each call in the form the engine uses for a call of that many tokens
+// (cuda::attention_form) instead of `form`.
+Trace run_oracle(const ModelSource& src, const std::vector<int32_t>& tokens, int64_t prefill, AttentionForm form,
+                 bool per_call) {
+    const Model<double> model = load_model<double>(src);
+    Trace trace;  // stores every intermediate, and notes the first NaN or Inf
+    LatentCache<double> cache(model.config(), int64_t(tokens.size()));
+    for_each_call(int64_t(tokens.size()), prefill, [&](int64_t first, int64_t n) {
+        const std::vector<int32_t> part(tokens.begin() + first, tokens.begin() + first + n);
+        model.forward(part, cache, per_call ? cuda::attention_form(n) : form, &trace);
+    });
+    check_oracle_finite(trace);
     return trace;
+}
+
+// The engine and, beside it, the oracle on the same weight values (rounded to bf16 for bf16
+// weights, as the engine stores them), with the same schedule, each oracle call in the form the
+// engine uses for a call of that many tokens (cuda::attention_form).
+struct EngineTraces {
+    Trace oracle, engine;
+};
+
+EngineTraces run_engine_and_oracle(const Config& cfg, const Weights<float>& w, cuda::Backend& backend,
+                                   cuda::WeightType type, const std::vector<int32_t>& tokens, int64_t prefill) {
+    EngineTraces r;
+    const int64_t T = int64_t(tokens.size());
+    auto part = [&](int64_t first, int64_t n) {
+        return std::vector<int32_t>(tokens.begin() + first, tokens.begin() + first + n);
+    };
+    {
+        cuda::Engine engine(cfg, w, backend, type, T);
+        for_each_call(T, prefill, [&](int64_t first, int64_t n) { engine.forward(part(first, n), &r.engine); });
+    }
+    const Model<double> oracle(cfg, weights_as<double>(w, type));
+    LatentCache<double> cache(cfg, T);
+    for_each_call(T, prefill, [&](int64_t first, int64_t n) {
+        oracle.forward(part(first, n), cache, cuda::attention_form(n), &r.oracle);
+    });
+    check_oracle_finite(r.oracle);
+    return r;
+}
+
+// The engine's trace in the structure a file gives: every entry [T, width], indices marked.
+AgainstFile as_file(const Trace& trace, const std::vector<int32_t>& tokens) {
+    AgainstFile a;
+    for (const auto& [name, e] : trace.entries()) {
+        FileTensor t;
+        t.shape = {e.data.rows(), e.data.cols()};
+        t.data = e.data;
+        t.integer = e.integer;
+        a.tensors.emplace(name, std::move(t));
+    }
+    a.has_tokens = true;
+    a.tokens = tokens;
+    return a;
+}
+
+// The engine's tokens when --tokens is not given: 12 ids spread over the vocabulary,
+// token i = (1 + 7919 i) mod V (dsv2 bench's rule).
+constexpr int64_t kDefaultTokens = 12;
+std::vector<int32_t> default_tokens(int64_t V) {
+    std::vector<int32_t> t;
+    for (int64_t i = 0; i < kDefaultTokens; ++i) t.push_back(int32_t((1 + 7919 * i) % V));
+    return t;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,10 +258,12 @@ Trace run_oracle(const ModelSource& src, const std::vector<int32_t>& tokens, int
 struct Row {
     std::string name;
     std::vector<int64_t> file_shape, oracle_shape;
-    bool integer = false;      ///< an index tensor: compared exactly
+    bool integer = false;      ///< an index tensor: compared exactly (or up to near ties)
     bool shape_ok = true;
+    bool missing = false;      ///< the engine did not record it (engine comparisons only)
     double max_abs = 0, rel = 0;
     int64_t differing = 0, count = 0;  ///< integer tensors: entries that differ, of all
+    int64_t near_ties = 0;     ///< of the differing ones, those at a near tie (bf16 only)
     double bound = 0;          ///< 0 for integer tensors (exact)
     bool pass = true;
     std::string why;           ///< for a failure: what is wrong, in words
@@ -176,9 +275,24 @@ struct Comparison {
     std::vector<std::string> not_in_file;  ///< oracle intermediates FILE does not hold, in forward order
     int first_fail = -1;                   ///< index into rows; -1: all pass
     int worst = -1;                        ///< the float row with the largest ‖Δ‖/‖ref‖
+    bool strict = false;                   ///< the engine: every oracle intermediate and nothing else
+    int64_t indices = 0, differing = 0;    ///< expert indices compared, and those that differ (all near ties when passing)
+    double tie_tol = 0;
+    bool ok() const { return first_fail < 0 && !(strict && !not_oracle.empty()); }
 };
 
-Row compare_one(const std::string& name, const Trace::Entry& ref, const FileTensor& got, double bound) {
+// An index that differs from the oracle's at token t, rank k, is a near tie when the oracle
+// scores the two experts within tie_tol of the token's top score.
+bool near_tie(const Mat<double>& scores, int64_t t, double got, double want, double top_rank, double tie_tol) {
+    const int64_t N = scores.cols();
+    auto valid = [N](double e) { return std::isfinite(e) && e >= 0 && e < double(N) && e == std::floor(e); };
+    if (tie_tol <= 0 || t >= scores.rows() || !valid(got) || !valid(want) || !valid(top_rank)) return false;
+    return std::abs(scores(t, int64_t(got)) - scores(t, int64_t(want))) <= tie_tol * scores(t, int64_t(top_rank));
+}
+
+// `scores`: the oracle's moe.scores of the same layer, for the near-tie rule (tie_tol > 0).
+Row compare_one(const std::string& name, const Trace::Entry& ref, const FileTensor& got, double bound, double tie_tol,
+                const Mat<double>* scores) {
     Row r;
     r.name = name;
     r.file_shape = got.shape;
@@ -196,9 +310,17 @@ Row compare_one(const std::string& name, const Trace::Entry& ref, const FileTens
     const double ref_norm = ref.data.norm();
     r.rel = ref_norm == 0.0 ? delta.norm() : delta.norm() / ref_norm;
     if (ref.integer) {
-        r.differing = (got.data.array() != ref.data.array()).count();
-        r.pass = r.differing == 0;
-        if (!r.pass) r.why = std::to_string(r.differing) + " of " + std::to_string(r.count) + " indices differ";
+        for (int64_t t = 0; t < ref.data.rows(); ++t)
+            for (int64_t k = 0; k < ref.data.cols(); ++k) {
+                if (got.data(t, k) == ref.data(t, k)) continue;
+                ++r.differing;
+                if (scores && near_tie(*scores, t, got.data(t, k), ref.data(t, k), ref.data(t, 0), tie_tol)) ++r.near_ties;
+            }
+        r.pass = r.differing == r.near_ties;
+        if (!r.pass) {
+            r.why = std::to_string(r.differing) + " of " + std::to_string(r.count) + " indices differ";
+            if (tie_tol > 0) r.why += ", " + std::to_string(r.differing - r.near_ties) + " not at " + near_tie_rule(tie_tol);
+        }
     } else {
         r.pass = r.rel <= bound;  // false for NaN
         if (!r.pass) r.why = "‖Δ‖/‖ref‖ " + sci(r.rel, 1) + " > " + sci(bound, 0);
@@ -206,16 +328,38 @@ Row compare_one(const std::string& name, const Trace::Entry& ref, const FileTens
     return r;
 }
 
-Comparison compare_all(const Trace& trace, const AgainstFile& file, double bound) {
+// strict (the engine): an oracle intermediate missing from `file` fails where it is, and one the
+// oracle does not produce fails the whole comparison.
+Comparison compare_all(const Trace& trace, const AgainstFile& file, double bound, double tie_tol, bool strict) {
     Comparison c;
+    c.strict = strict;
+    c.tie_tol = tie_tol;
     for (const std::string& name : trace.order()) {
         const auto it = file.tensors.find(name);
         if (it == file.tensors.end()) {
-            c.not_in_file.push_back(name);
-            continue;
+            if (!strict) {
+                c.not_in_file.push_back(name);
+                continue;
+            }
+            Row r;
+            r.name = name;
+            r.oracle_shape = {trace.at(name).data.rows(), trace.at(name).data.cols()};
+            r.shape_ok = r.pass = false;
+            r.missing = true;
+            r.why = "not recorded by the engine";
+            c.rows.push_back(r);
+        } else {
+            const Trace::Entry& ref = trace.at(name);
+            const std::string scores_name =
+                ref.integer && name.size() > 8 ? name.substr(0, name.size() - 8) + "scores" : std::string();  // "…topk_idx"
+            const Mat<double>* scores = trace.has(scores_name) ? &trace.at(scores_name).data : nullptr;
+            c.rows.push_back(compare_one(name, ref, it->second, bound, tie_tol, scores));
         }
-        c.rows.push_back(compare_one(name, trace.at(name), it->second, bound));
         const Row& r = c.rows.back();
+        if (r.integer && r.shape_ok) {
+            c.indices += r.count;
+            c.differing += r.differing;
+        }
         if (!r.pass && c.first_fail < 0) c.first_fail = int(c.rows.size()) - 1;
         if (r.shape_ok && !r.integer && (c.worst < 0 || !(r.rel <= c.rows[size_t(c.worst)].rel)))
             c.worst = int(c.rows.size()) - 1;
@@ -230,61 +374,80 @@ std::string verdict(const Comparison& c, double bound) {
         const Row& r = c.rows[size_t(c.first_fail)];
         return "first divergence: " + r.name + " (" + r.why + ")";
     }
+    if (!c.ok())
+        return "the engine recorded " + std::to_string(c.not_oracle.size()) + " intermediates the oracle does not (first: " +
+               c.not_oracle.front() + ")";
     std::string s = "all " + std::to_string(c.rows.size()) + " intermediates within " + sci(bound, 0);
     if (c.worst >= 0) s += " (worst ‖Δ‖/‖ref‖ " + sci(c.rows[size_t(c.worst)].rel, 1) + ", " + c.rows[size_t(c.worst)].name + ")";
+    if (c.differing > 0)
+        s += "; " + std::to_string(c.differing) + " of " + std::to_string(c.indices) + " expert indices differ, " +
+             near_tie_rule(c.tie_tol);
     return s;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Output: a table, or (--json) one document.
 
-void print_table(const CompareOptions& o, const std::vector<int32_t>& tokens, int64_t prefill, const Comparison& c,
-                 double bound) {
-    const int64_t T = int64_t(tokens.size());
-    std::printf("oracle   fp64, %s, %s attention, %lld tokens (%lld prefill + %lld decode)\n", source_name(o.source).c_str(),
-                o.attention.c_str(), (long long)T, (long long)prefill, (long long)(T - prefill));
-    std::printf("against  %s, %s: ‖Δ‖/‖ref‖ ≤ %s, expert indices exact\n", o.against.c_str(), o.dtype.c_str(),
-                sci(bound, 0).c_str());
+// What was compared with what, for the table's head and the JSON document.
+struct Described {
+    std::string oracle;       ///< the "oracle   …" line, after the label
+    std::string other_label;  ///< "against" or "engine"
+    std::string other;        ///< that line, after the label
+    std::string tokens;       ///< the "tokens   …" line after the label; empty: none
+    std::string other_name;   ///< what "N oracle intermediates not in …" names
+    nlohmann::json json;      ///< the fields that describe the run in --json
+};
+
+// One table line (w: the width of the name column).
+std::string row_line(const Row& r, int w) {
+    char buf[512];
+    const char* mark = r.pass ? "PASS" : "FAIL";
+    const std::string shape = r.missing ? "-" : shape_text(r.file_shape);
+    if (!r.shape_ok)
+        std::snprintf(buf, sizeof buf, "%-*s  %-12s  %-20s  %s  %s", w, r.name.c_str(), shape.c_str(), "", mark, r.why.c_str());
+    else if (r.integer)  // indices: the count that differ, in place of the two errors
+        std::snprintf(buf, sizeof buf, "%-*s  %-12s  %20s  %s%s", w, r.name.c_str(), shape.c_str(),
+                      (std::to_string(r.differing) + " of " + std::to_string(r.count) + " differ").c_str(), mark,
+                      r.pass && r.near_ties > 0 ? "  near ties" : "");
+    else
+        std::snprintf(buf, sizeof buf, "%-*s  %-12s  %9.2e  %9.2e  %s", w, r.name.c_str(), shape.c_str(), r.max_abs, r.rel, mark);
+    return buf;
+}
+
+void print_table(const Described& d, const Comparison& c, double bound) {
+    std::printf("oracle   %s\n", d.oracle.c_str());
+    std::printf("%-8s %s\n", d.other_label.c_str(), d.other.c_str());
+    if (!d.tokens.empty()) std::printf("tokens   %s\n", d.tokens.c_str());
     int w = 12;
     for (const Row& r : c.rows) w = std::max(w, int(r.name.size()));
     // Columns: name, shape (12), max |Δ| (9), ‖Δ‖/‖ref‖ (9), verdict. The two headers with Δ and ‖
     // are written out: printf pads by bytes, and those are 2 and 3 bytes wide.
     std::printf("%-*s  %-12s    max |Δ|  ‖Δ‖/‖ref‖\n", w, "intermediate", "shape");
-    for (const Row& r : c.rows) {
-        const char* mark = r.pass ? "PASS" : "FAIL";
-        const std::string shape = shape_text(r.file_shape);
-        if (!r.shape_ok)
-            std::printf("%-*s  %-12s  %-20s  %s  %s\n", w, r.name.c_str(), shape.c_str(), "", mark, r.why.c_str());
-        else if (r.integer)  // indices: the count that differ, in place of the two errors
-            std::printf("%-*s  %-12s  %20s  %s\n", w, r.name.c_str(), shape.c_str(),
-                        (std::to_string(r.differing) + " of " + std::to_string(r.count) + " differ").c_str(), mark);
-        else
-            std::printf("%-*s  %-12s  %9.2e  %9.2e  %s\n", w, r.name.c_str(), shape.c_str(), r.max_abs, r.rel, mark);
-    }
-    for (const std::string& n : c.not_oracle) std::printf("%s: not an oracle intermediate (in the file, not compared)\n", n.c_str());
+    for (const Row& r : c.rows) std::printf("%s\n", row_line(r, w).c_str());
+    for (const std::string& n : c.not_oracle) std::printf("%s: not an oracle intermediate (in %s, not compared)\n", n.c_str(),
+                                                          c.strict ? "the engine's trace" : "the file");
     if (!c.not_in_file.empty())
-        std::printf("%zu oracle intermediates not in %s (first: %s)\n", c.not_in_file.size(), o.against.c_str(),
+        std::printf("%zu oracle intermediates not in %s (first: %s)\n", c.not_in_file.size(), d.other_name.c_str(),
                     c.not_in_file.front().c_str());
     std::printf("%s\n", verdict(c, bound).c_str());
 }
 
-void print_json(const CompareOptions& o, const std::vector<int32_t>& tokens, int64_t prefill, const Comparison& c,
-                double bound) {
+void print_json(const Described& d, const Comparison& c, double bound) {
     using nlohmann::json;
     auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
-    json j;
-    j["against"] = o.against;
-    j["source"] = source_name(o.source);
-    j["oracle"] = {{"precision", "fp64"}, {"attention", o.attention}, {"tokens", tokens}, {"prefill", prefill}};
-    j["dtype"] = o.dtype;
+    json j = d.json;
     j["bound"] = bound;
+    j["tie_tol"] = c.tie_tol;
     j["entries"] = json::array();
     for (const Row& r : c.rows) {
-        json e = {{"name", r.name}, {"shape", r.file_shape}, {"oracle_shape", r.oracle_shape}, {"integer", r.integer},
-                  {"bound", r.bound}, {"pass", r.pass}};
+        json e = {{"name", r.name}, {"shape", r.missing ? json(nullptr) : json(r.file_shape)}, {"oracle_shape", r.oracle_shape},
+                  {"integer", r.integer}, {"bound", r.bound}, {"pass", r.pass}};
         e["max_abs"] = r.shape_ok ? number(r.max_abs) : json(nullptr);
         e["rel"] = r.shape_ok ? number(r.rel) : json(nullptr);
-        if (r.integer && r.shape_ok) e["differing"] = r.differing;
+        if (r.integer && r.shape_ok) {
+            e["differing"] = r.differing;
+            e["near_ties"] = r.near_ties;
+        }
         if (!r.pass) e["why"] = r.why;
         j["entries"].push_back(e);
     }
@@ -292,19 +455,26 @@ void print_json(const CompareOptions& o, const std::vector<int32_t>& tokens, int
     j["oracle_intermediates_not_in_file"] = c.not_in_file;
     j["first_divergence"] = c.first_fail >= 0 ? json(c.rows[size_t(c.first_fail)].name) : json(nullptr);
     j["summary"] = verdict(c, bound);
-    j["ok"] = c.first_fail < 0;
+    j["ok"] = c.ok();
     std::cout << j.dump(2) << "\n";
 }
 
-}  // namespace
+std::string tokens_text(const std::vector<int32_t>& tokens) {
+    std::string s;
+    for (int32_t t : tokens) s += (s.empty() ? "" : ",") + std::to_string(t);
+    return s;
+}
 
-int run_compare(const CompareOptions& o) {
-    if (o.against.empty()) {
-        std::cerr << "dsv2: error: compare: nothing to compare the oracle with: the CUDA whole-model path is not "
-                     "implemented yet; give --against FILE.safetensors (intermediates dumped by another "
-                     "implementation under the names of docs/intermediates.md)\n";
-        return 2;
-    }
+// "12 tokens (8 prefill + 4 decode)"
+std::string schedule_text(int64_t T, int64_t prefill) {
+    return std::to_string(T) + " tokens (" + std::to_string(prefill) + " prefill + " + std::to_string(T - prefill) + " decode)";
+}
+
+// ---------------------------------------------------------------------------------------------
+// The two commands.
+
+// --against FILE: the oracle in the --attention form against the file's intermediates.
+int compare_file(const CompareOptions& o) {
     const AgainstFile file = load_against(o.against);
     const std::vector<int32_t> tokens = resolve_tokens(o, file);
     const int64_t T = int64_t(tokens.size());
@@ -312,7 +482,9 @@ int run_compare(const CompareOptions& o) {
     if (o.prefill < -1 || o.prefill > T)
         throw std::invalid_argument("--prefill " + std::to_string(o.prefill) + ": must be between 0 and the " +
                                     std::to_string(T) + " tokens of " + (o.tokens.empty() ? o.against : "--tokens"));
-    const int64_t prefill = o.prefill < 0 ? T : o.prefill;
+    // A dump of the engine: the oracle follows its forms per call and, unless told, its schedule.
+    const bool per_call = file.per_call && !o.attention_given;
+    const int64_t prefill = o.prefill >= 0 ? o.prefill : per_call && file.prefill >= 0 && file.prefill <= T ? file.prefill : T;
     const Config cfg = source_config(o.source);  // cheap: checks the tokens before loading weights
     for (size_t t = 0; t < tokens.size(); ++t)
         if (tokens[t] < 0 || tokens[t] >= cfg.V)
@@ -321,19 +493,123 @@ int run_compare(const CompareOptions& o) {
     check_fits_in_memory(cfg, 8, source_name(o.source));
     check_run_fits(cfg, T, prefill, 8, /*dump=*/true, tokens_from);
 
-    const Trace trace = run_oracle(o.source, tokens, prefill, o.attention == "naive" ? AttentionForm::naive : AttentionForm::absorbed);
-    const double bound = bound_of(o.dtype);
-    const Comparison c = compare_all(trace, file, bound);
+    const Trace trace = run_oracle(o.source, tokens, prefill, o.attention == "naive" ? AttentionForm::naive : AttentionForm::absorbed,
+                                   per_call);
+    const double bound = bound_of(o.dtype), tie_tol = tie_tol_of(o.dtype);
+    const Comparison c = compare_all(trace, file, bound, tie_tol, /*strict=*/false);
     if (c.rows.empty())
         throw std::invalid_argument(file_label(o.against) +
                                     (file.tensors.empty() ? std::string(": holds no tensor but \"tokens\"")
                                                           : ": none of its tensors (first: " + file.tensors.begin()->first +
                                                                 ") has the name of an oracle intermediate (see docs/intermediates.md)") +
                                     "; nothing compared");
-    if (o.json) print_json(o, tokens, prefill, c, bound);
-    else print_table(o, tokens, prefill, c, bound);
+    Described d;
+    d.oracle = "fp64, " + source_name(o.source) + ", " +
+               (per_call ? "each call in the engine's attention form, as the file records (" + forms_used(T, prefill) + ")"
+                         : o.attention + " attention") +
+               ", " + schedule_text(T, prefill);
+    d.other_label = "against";
+    d.other = o.against + ", " + o.dtype + ": ‖Δ‖/‖ref‖ ≤ " + sci(bound, 0) + ", " + index_rule(tie_tol);
+    d.other_name = o.against;
+    d.json = {{"against", o.against},
+              {"source", source_name(o.source)},
+              {"oracle",
+               {{"precision", "fp64"},
+                {"attention", per_call ? "per call, as the engine" : o.attention},
+                {"tokens", tokens},
+                {"prefill", prefill}}},
+              {"dtype", o.dtype}};
+    if (o.json) print_json(d, c, bound);
+    else print_table(d, c, bound);
     std::fflush(stdout);
-    return c.first_fail < 0 ? 0 : 1;
+    return c.ok() ? 0 : 1;
+}
+
+// Without --against: the engine on --device against the oracle, every intermediate required.
+int compare_engine(const CompareOptions& o) {
+    if (o.attention_given)
+        throw std::invalid_argument("--attention " + o.attention +
+                                    ": without --against the oracle runs each call in the engine's form (naive for several "
+                                    "tokens, absorbed for one-token decode); leave --attention out");
+    const Config cfg = source_config(o.source);  // cheap: checks the arguments before loading weights
+    const std::vector<int32_t> tokens = o.tokens.empty() ? default_tokens(cfg.V) : parse_tokens(o.tokens);
+    const int64_t T = int64_t(tokens.size());
+    for (size_t t = 0; t < tokens.size(); ++t)
+        if (tokens[t] >= cfg.V)
+            throw std::invalid_argument("--tokens: token " + std::to_string(tokens[t]) + " (item " + std::to_string(t) +
+                                        ") is outside the vocabulary [0, " + std::to_string(cfg.V) + ")");
+    if (o.prefill < -1 || o.prefill > T)
+        throw std::invalid_argument("--prefill " + std::to_string(o.prefill) + ": must be between 0 and the " +
+                                    std::to_string(T) + (o.tokens.empty() ? " default tokens" : " tokens of --tokens"));
+    // Default schedule: all but the last kEngineDecodeCalls tokens in one call, those one at a
+    // time, so both attention paths of the engine (naive prefill, absorbed decode) are compared.
+    const int64_t prefill = o.prefill >= 0 ? o.prefill : std::max<int64_t>(T - kEngineDecodeCalls, std::min<int64_t>(T, 1));
+    const cuda::WeightType type = cuda::weight_type_from_string(o.dtype);
+    // The fp32 weights, the oracle's fp64 copy and, on the host, the engine's.
+    check_fits_in_memory(cfg, 4 + 8 + engine_host_bytes(o.device, type), source_name(o.source));
+    check_run_fits(cfg, T, prefill, 8, /*dump=*/true, "--tokens");
+    std::unique_ptr<cuda::Backend> backend = make_engine_backend(
+        o.device, "; to compare without a GPU: --device host (the CUDA path's CPU twin), or --against FILE.safetensors");
+
+    const Model<float> model = load_model<float>(o.source);
+    const EngineTraces traces = run_engine_and_oracle(cfg, model.weights(), *backend, type, tokens, prefill);
+    const double bound = bound_of(o.dtype), tie_tol = tie_tol_of(o.dtype);
+    const Comparison c = compare_all(traces.oracle, as_file(traces.engine, tokens), bound, tie_tol, /*strict=*/true);
+
+    const std::string label = engine_label(*backend);
+    Described d;
+    d.oracle = "fp64, " + source_name(o.source) + (type == cuda::WeightType::bf16 ? ", weights rounded to bf16" : "") + ", " +
+               schedule_text(T, prefill) + ", each call in the engine's attention form (" + forms_used(T, prefill) + ")";
+    d.other_label = "engine";
+    d.other = label + ", " + o.dtype + " weights: ‖Δ‖/‖ref‖ ≤ " + sci(bound, 0) + ", " + index_rule(tie_tol);
+    d.tokens = tokens_text(tokens) + (o.tokens.empty() ? " (the default: token i = (1 + 7919 i) mod V, i < " +
+                                                             std::to_string(kDefaultTokens) + "; --tokens to choose)"
+                                                       : "");
+    d.other_name = "the engine's trace";
+    d.json = {{"against", nullptr},
+              {"source", source_name(o.source)},
+              {"engine",
+               {{"device", o.device},
+                {"name", label},
+                {"weights", o.dtype},
+                {"attention", "per call: naive for several tokens, absorbed for one"}}},
+              {"oracle",
+               {{"precision", "fp64"},
+                {"attention", "per call, as the engine"},
+                {"weights", type == cuda::WeightType::bf16 ? "rounded to bf16" : "as loaded"},
+                {"tokens", tokens},
+                {"default_tokens", o.tokens.empty()},
+                {"prefill", prefill}}},
+              {"dtype", o.dtype}};
+    if (o.json) print_json(d, c, bound);
+    else print_table(d, c, bound);
+    std::fflush(stdout);
+    return c.ok() ? 0 : 1;
+}
+
+}  // namespace
+
+int run_compare(const CompareOptions& o) {
+    if (o.against.empty()) return compare_engine(o);
+    if (o.device_given)
+        throw std::invalid_argument("--device " + o.device + ": runs dsv2's engine to compare with the oracle, and --against " +
+                                    o.against + " compares a file with it; give one or the other");
+    return compare_file(o);
+}
+
+EngineCheck check_engine(const Config& cfg, const Weights<float>& w, cuda::Backend& backend, cuda::WeightType type,
+                         const std::vector<int32_t>& tokens, int64_t prefill) {
+    const EngineTraces traces = run_engine_and_oracle(cfg, w, backend, type, tokens, prefill);
+    const std::string dtype = cuda::to_string(type);
+    const double bound = bound_of(dtype);
+    const Comparison c = compare_all(traces.oracle, as_file(traces.engine, tokens), bound, tie_tol_of(dtype), /*strict=*/true);
+    EngineCheck r;
+    r.ok = c.ok();
+    r.summary = verdict(c, bound);
+    r.compared = int64_t(c.rows.size());
+    const int shown = c.first_fail >= 0 ? c.first_fail : c.worst;
+    if (shown >= 0) r.worst = row_line(c.rows[size_t(shown)], int(c.rows[size_t(shown)].name.size()));
+    return r;
 }
 
 }  // namespace dsv2::app

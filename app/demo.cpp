@@ -1,8 +1,9 @@
 // dsv2 demo: the main job on the embedded default model (data/models/kjv-tiny, a small
 // DeepSeek-V2 trained on the King James Bible by tools/train/): prompt → prefill → decode
 // through the latent cache, printing the text as it comes, then a per-layer summary with the
-// expert loads, the cache against an MHA cache, timings, and a check that the naive and absorbed
-// attention forms give the same logits.
+// expert loads, the cache against an MHA cache, timings, a check that the naive and absorbed
+// attention forms give the same logits and, when a GPU is present, the CUDA path's engine against
+// the fp64 oracle on the same tokens (dsv2 compare's comparison).
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include "dsv2/cache_sizes.hpp"
 #include "dsv2/model.hpp"
 #include "dsv2/tokenizer.hpp"
+#include "engine_source.hpp"
 #include "model_source.hpp"
 
 #ifndef DSV2_DATA_DIR
@@ -115,6 +117,28 @@ int run_demo(const DemoOptions& o) {
                 to_string(other), all.size(), o.attention.c_str(), diff, scale);
     if (!(diff <= 1e-4 * std::max(1.0, scale))) {
         std::fprintf(stderr, "dsv2: error: the two attention forms disagree\n");
+        return 1;
+    }
+
+    // The GPU: the CUDA path's engine on the same tokens and schedule (the prompt in one call,
+    // then one token per call) against the fp64 oracle, every named intermediate.
+    std::string why;
+    if (!cuda_available(&why)) {
+        std::printf("\ngpu     skipped: %s; on a GPU: dsv2 compare --model %s --device cuda\n", why.c_str(), dir.c_str());
+        return 0;
+    }
+    std::fflush(stdout);
+    std::unique_ptr<cuda::Backend> gpu = make_engine_backend("cuda");
+    const EngineCheck gc = check_engine(cfg, model.weights(), *gpu, cuda::WeightType::f32, all,
+                                       int64_t(r.prompt_ids.size()));
+    std::printf("\ngpu     %s, fp32 weights, vs the fp64 oracle on these %zu tokens (%zu prefill + %zu decode, %s):\n"
+                "        %s %s\n        %s\n",
+                engine_label(*gpu).c_str(), all.size(), r.prompt_ids.size(), all.size() - r.prompt_ids.size(),
+                forms_used(int64_t(all.size()), int64_t(r.prompt_ids.size())).c_str(), gc.ok ? "PASS" : "FAIL",
+                gc.summary.c_str(), gc.worst.c_str());
+    if (!gc.ok) {
+        std::fflush(stdout);
+        std::fprintf(stderr, "dsv2: error: the GPU engine diverges from the oracle (%s)\n", gc.summary.c_str());
         return 1;
     }
     return 0;

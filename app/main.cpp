@@ -1,5 +1,5 @@
-// dsv2: the command-line front of the oracle. Every error is one line on stderr and a
-// non-zero exit; no command leaves a partial output file.
+// dsv2: the command-line front of the oracle and of the CUDA path's engine. Every error is one
+// line on stderr and a non-zero exit; no command leaves a partial output file.
 #include <CLI/CLI.hpp>
 
 #include <cmath>
@@ -70,7 +70,9 @@ int main(int argc, char** argv) {
     c_fwd->add_option("--tokens", fwd.tokens, "token ids, comma-separated: 3,14,15")->required();
     c_fwd->add_option("--prefill", fwd.prefill, "tokens in the first (prefill) call; the rest are decoded one at a time (default: all)");
     c_fwd->add_option("--attention", fwd.attention, "naive or absorbed")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
-    c_fwd->add_option("--precision", fwd.precision, "fp32 or fp64")->check(CLI::IsMember({"fp32", "fp64"}))->capture_default_str();
+    c_fwd->add_option("--precision", fwd.precision, "fp32 or fp64 (the oracle's; the engine computes in fp32)")->check(CLI::IsMember({"fp32", "fp64"}))->capture_default_str();
+    c_fwd->add_option("--device", fwd.device, "cpu (the oracle), host (the CUDA path's engine on its CPU twins) or cuda (the engine on the GPU)")->check(CLI::IsMember({"cpu", "host", "cuda"}))->capture_default_str();
+    c_fwd->add_option("--dtype", fwd.dtype, "the engine's weights (--device host or cuda): fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
     c_fwd->add_option("--out", fwd.out, "logits of every position, float32 [tokens, vocab], NumPy .npy")->required();
     c_fwd->add_option("--dump", fwd.dump, "also write every named intermediate (fp32; indices I32) as .safetensors");
     auto* rs_flag = c_fwd->add_flag("--routing-stats", fwd.routing_stats, "print, per MoE layer, the tokens per expert and the paper's expert-, device- and communication-balance terms");
@@ -78,13 +80,14 @@ int main(int argc, char** argv) {
     c_fwd->add_option("--device-limit", fwd.device_limit, "M, devices a token may reach (default: topk_group)")->check(CLI::Range(int64_t(1), int64_t(1) << 20))->needs(rs_flag);
 
     dsv2::app::CompareOptions cmp;
-    auto* c_cmp = app.add_subcommand("compare", "the fp64 oracle against the intermediates another implementation dumped (--against FILE.safetensors): every intermediate's error, PASS or FAIL at the dtype's bound, the first divergence");
+    auto* c_cmp = app.add_subcommand("compare", "the fp64 oracle against the intermediates another implementation dumped (--against FILE.safetensors) or against dsv2's engine (--device cuda or host): every intermediate's error, PASS or FAIL at the dtype's bound, the first divergence");
     add_source(c_cmp, cmp.source, true);
-    c_cmp->add_option("--against", cmp.against, "safetensors file of intermediates under the names of docs/intermediates.md (a dsv2 forward --dump, PyTorch, your kernels)");
-    c_cmp->add_option("--tokens", cmp.tokens, "token ids, comma-separated: 3,14,15 (default: the file's \"tokens\" tensor)");
-    c_cmp->add_option("--prefill", cmp.prefill, "tokens in the oracle's first (prefill) call; the rest are decoded one at a time (default: all)");
-    c_cmp->add_option("--attention", cmp.attention, "naive or absorbed")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
-    c_cmp->add_option("--dtype", cmp.dtype, "precision the file was computed in, which sets the bound: fp32 (1e-5) or bf16 (2e-2)")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
+    c_cmp->add_option("--against", cmp.against, "safetensors file of intermediates under the names of docs/intermediates.md (a dsv2 forward --dump, PyTorch, your kernels); without it, dsv2's engine runs on --device");
+    c_cmp->add_option("--device", cmp.device, "without --against: the engine's device, cuda (the GPU) or host (the CUDA path's CPU twin)")->check(CLI::IsMember({"cuda", "host"}))->capture_default_str();
+    c_cmp->add_option("--tokens", cmp.tokens, "token ids, comma-separated: 3,14,15 (default: the file's \"tokens\" tensor; for the engine, token i = (1 + 7919 i) mod V, i < 12)");
+    c_cmp->add_option("--prefill", cmp.prefill, "tokens in the first (prefill) call; the rest are decoded one at a time (default: all with --against; all but the last 4 with --device)");
+    c_cmp->add_option("--attention", cmp.attention, "the oracle's form against a file: naive or absorbed (the engine chooses per call)")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
+    c_cmp->add_option("--dtype", cmp.dtype, "precision the file was computed in, or the engine's weights; sets the bound: fp32 (1e-5) or bf16 (2e-2, expert near ties allowed)")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
     c_cmp->add_flag("--json", cmp.json, "machine-readable output");
 
     dsv2::app::ModelSource kv_src;
@@ -111,7 +114,9 @@ int main(int argc, char** argv) {
     c_gen->add_option("--temperature", gen.temperature, "0 = greedy; > 0 samples")->check(kFinite & CLI::Range(0.0, 100.0))->capture_default_str();
     c_gen->add_option("--top-p", gen.top_p, "nucleus sampling mass, in (0, 1]")->check(kFinite & CLI::Range(1e-9, 1.0))->capture_default_str();
     c_gen->add_option("--seed", gen.seed, "seed of the sampler")->check(kUnsigned64)->capture_default_str();
-    c_gen->add_option("--attention", gen.attention, "naive or absorbed")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
+    c_gen->add_option("--attention", gen.attention, "naive or absorbed (the oracle's; the engine chooses per call)")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
+    c_gen->add_option("--device", gen.device, "cpu (the oracle), host (the CUDA path's engine on its CPU twins) or cuda (the engine on the GPU)")->check(CLI::IsMember({"cpu", "host", "cuda"}))->capture_default_str();
+    c_gen->add_option("--dtype", gen.dtype, "the engine's weights (--device host or cuda): fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
 
     dsv2::app::BenchOptions bench;
     auto* c_bench = app.add_subcommand("bench", "speed of the oracle on this CPU: prefill and decode tokens/s, GFLOP/s of projections, attention and experts, cache bytes, peak memory, beside the machine's GEMM rate and memory bandwidth");
@@ -142,6 +147,11 @@ int main(int argc, char** argv) {
         if (*c_kv) require_source(kv_src, "kv-cache");
         if (*c_params) require_source(p_src, "params");
         if (*c_bench) require_source(bench.source, "bench");
+        // Options the engine refuses or that change compare's mode only when given explicitly.
+        fwd.attention_given = c_fwd->count("--attention") > 0;
+        gen.attention_given = c_gen->count("--attention") > 0;
+        cmp.attention_given = c_cmp->count("--attention") > 0;
+        cmp.device_given = c_cmp->count("--device") > 0;
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
     } catch (const CLI::CallForAllHelp& e) {

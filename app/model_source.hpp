@@ -70,21 +70,30 @@ Model<S> load_model(const ModelSource& src) {
     return Model<S>(std::move(cfg), std::move(w));
 }
 
-/// Runs `tokens` the way `dsv2 forward` and `dsv2 compare` do: the first `prefill` tokens in one
-/// call (none when prefill is 0), then one token per call through the latent cache. `on_step`
-/// receives each call's logits [n, V] and the index of its first token.
+/// The schedule of dsv2 forward and compare: the first `prefill` tokens of T in one call (none
+/// when 0), then one token per call. Calls call(first, n) for each call, in order.
+template <typename Call>
+void for_each_call(int64_t T, int64_t prefill, Call&& call) {
+    int64_t done = 0;
+    while (done < T) {
+        const int64_t n = done == 0 && prefill > 0 ? std::min(prefill, T) : 1;
+        call(done, n);
+        done += n;
+    }
+}
+
+/// Runs `tokens` the way `dsv2 forward` and `dsv2 compare` do (for_each_call's schedule) with
+/// the attention form `form`. `on_step` receives each call's logits [n, V] and the index of its
+/// first token.
 template <typename S, typename OnStep>
 void run_prefill_then_decode(const Model<S>& model, const std::vector<int32_t>& tokens, int64_t prefill,
                              AttentionForm form, Trace* trace, OnStep&& on_step) {
     const int64_t T = int64_t(tokens.size());
     LatentCache<S> cache(model.config(), T);
-    int64_t done = 0;
-    while (done < T) {
-        const int64_t n = done == 0 && prefill > 0 ? std::min(prefill, T) : 1;
-        const std::vector<int32_t> part(tokens.begin() + done, tokens.begin() + done + n);
-        on_step(model.forward(part, cache, form, trace), done);
-        done += n;
-    }
+    for_each_call(T, prefill, [&](int64_t first, int64_t n) {
+        const std::vector<int32_t> part(tokens.begin() + first, tokens.begin() + first + n);
+        on_step(model.forward(part, cache, form, trace), first);
+    });
 }
 
 /// A model directory with its tokenizer, for generate and demo: the directory must hold

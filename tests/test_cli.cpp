@@ -127,7 +127,8 @@ TEST_CASE("dsv2 --help exits 0 and lists the subcommands", "[cli]") {
     for (const char* sub : {"demo", "forward", "kv-cache", "params"}) CHECK(r.out.find(sub) != std::string::npos);
     const Run f = dsv2_run("forward --help", tmp.path, tmp.path);
     CHECK(f.rc == 0);
-    for (const char* opt : {"--preset", "--model", "--tokens", "--prefill", "--attention", "--precision", "--out", "--dump"})
+    for (const char* opt : {"--preset", "--model", "--tokens", "--prefill", "--attention", "--precision", "--device", "--dtype",
+                            "--out", "--dump"})
         CHECK(f.out.find(opt) != std::string::npos);
 }
 
@@ -175,6 +176,61 @@ TEST_CASE("dsv2 forward logits agree across prefill split, attention form and pr
     const Run r = dsv2_run(base + " --seed 1 --out seed1.npy", tmp.path, tmp.path);
     REQUIRE(r.rc == 0);
     CHECK(max_abs_diff(read_npy(tmp / "seed1.npy").data, got["ref.npy"].data) > 1e-2);
+}
+
+// ‖a − b‖ / ‖b‖ over two logits files.
+double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+    REQUIRE(a.size() == b.size());
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        num += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
+        den += double(b[i]) * double(b[i]);
+    }
+    return std::sqrt(num / den);
+}
+
+TEST_CASE("dsv2 forward --device host: the engine's logits within 1e-5 of the oracle's", "[cli][forward][engine]") {
+    TempDir tmp;
+    const std::string base = "forward --preset tiny --seed 2 --tokens 9,200,31,4,77,150,8 --prefill 3";
+    const Run cpu = dsv2_run(base + " --out cpu.npy", tmp.path, tmp.path);
+    const Run host = dsv2_run(base + " --device host --out host.npy --dump host.safetensors", tmp.path, tmp.path);
+    const Run bf16 = dsv2_run(base + " --device host --dtype bf16 --out bf16.npy", tmp.path, tmp.path);
+    INFO(cpu.err << host.err << bf16.err);
+    REQUIRE(cpu.rc == 0);
+    REQUIRE(host.rc == 0);
+    REQUIRE(bf16.rc == 0);
+    CHECK(host.err_lines() == 1);
+    CHECK(host.err.find("host (CPU twin of the CUDA path), fp32 weights") != std::string::npos);
+    const Npy c = read_npy(tmp / "cpu.npy"), h = read_npy(tmp / "host.npy"), b = read_npy(tmp / "bf16.npy");
+    CHECK(h.shape == std::vector<int64_t>{7, 256});
+    CHECK(b.shape == std::vector<int64_t>{7, 256});
+    CHECK(all_finite(h.data));
+    const double e = rel_diff(h.data, c.data);
+    CHECK(e <= 1e-5);
+    CHECK(e > 0);  // computed apart: the engine's own loops, not the oracle's
+    // bf16 weights (and bf16 inputs to every product): visibly rounded, still near.
+    const double eb = rel_diff(b.data, c.data);
+    CHECK(eb > 1e-4);
+    CHECK(eb < 5e-2);
+    // The dump: every intermediate, the absorbed-form ones for the 4 one-token calls only.
+    std::map<std::string, std::string> meta;
+    const auto d = dsv2::read_safetensors(tmp / "host.safetensors", &meta);
+    CHECK(d.at("logits").shape == std::vector<int64_t>{7, 256});
+    CHECK(d.at("layers.2.attn.o_latent").shape == std::vector<int64_t>{4, 128});
+    CHECK(d.at("layers.2.attn.o").shape == std::vector<int64_t>{7, 48});
+    CHECK(meta["device"] == "host (CPU twin of the CUDA path)");
+    CHECK(meta["dtype"] == "fp32");
+    CHECK(meta["attention"].rfind("per call", 0) == 0);
+    // --device cuda: runs where a GPU is, else one error line naming it.
+    const Run g = dsv2_run(base + " --device cuda --out gpu.npy", tmp.path, tmp.path);
+    if (g.rc == 0) {
+        CHECK(rel_diff(read_npy(tmp / "gpu.npy").data, c.data) <= 1e-5);
+    } else {
+        INFO(g.err);
+        CHECK(g.err_lines() == 1);
+        CHECK(g.err.rfind("dsv2: error: --device cuda: ", 0) == 0);
+        CHECK(!exists(tmp / "gpu.npy"));
+    }
 }
 
 TEST_CASE("dsv2 forward --dump writes the named intermediates", "[cli][forward][dump]") {
@@ -253,6 +309,13 @@ TEST_CASE("dsv2 forward rejects bad input: one error line, non-zero exit, no out
         {"forward --preset deepseek-v2 --tokens 1 --out {out}", {"deepseek-v2", "GB"}},
         {"bogus --preset tiny", {}},
         {"", {}},
+        {fwd + "--tokens 1 --device gpu --out {out}", {"--device", "gpu"}},
+        {fwd + "--tokens 1 --device host --dtype fp16 --out {out}", {"--dtype", "fp16"}},
+        {fwd + "--tokens 1 --dtype bf16 --out {out}", {"--dtype bf16", "--device cpu"}},
+        {fwd + "--tokens 1 --device host --precision fp64 --out {out}", {"--precision fp64", "--device host", "fp32"}},
+        {fwd + "--tokens 1 --device host --attention absorbed --out {out}", {"--attention absorbed", "--device host"}},
+        {fwd + "--tokens 1 --device host --attention naive --out {out}", {"--attention naive", "--device host"}},
+        {fwd + "--tokens 1,999 --device host --out {out}", {"999", "vocabulary"}},
     };
     int k = 0;
     for (const Case& c : cases) {

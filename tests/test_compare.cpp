@@ -1,8 +1,10 @@
-// dsv2 compare --against FILE.safetensors, run as a subprocess: the fp64 oracle against
-// intermediates dumped by another implementation. The reference data is independent of the code
-// under test — PyTorch's golden files (data/golden/, made by transformers), dumps of dsv2 forward
-// changed by this file (a planted fault, bf16 rounding done here) — never numbers copied from
-// compare's own output.
+// dsv2 compare, run as a subprocess: the fp64 oracle against intermediates dumped by another
+// implementation (--against FILE), and against dsv2's engine run on --device host (the CUDA
+// path's CPU twin; --device cuda where a GPU is present). The reference data is independent of
+// the code under test — PyTorch's golden files (data/golden/, made by transformers), dumps of dsv2
+// forward changed by this file (a planted fault, bf16 rounding done here, an expert index moved
+// to a near tie or far from one), the oracle's names and shapes recomputed in-process — never
+// numbers copied from compare's own output.
 #include "support.hpp"
 
 #include <cmath>
@@ -431,8 +433,12 @@ TEST_CASE("compare refuses bad input: one error line naming the problem, non-zer
     }
     const std::string q = " --against ";
 
-    expect_refused(tmp, "compare --preset tiny", {"--against", "CUDA"});
-    expect_refused(tmp, "compare --model " + quote(lite_dir), {"--against"});
+    expect_refused(tmp, "compare --preset tiny --against " + quote(lite) + " --device host", {"--device host", "--against", lite});
+    expect_refused(tmp, "compare --preset tiny --device host --attention naive", {"--attention naive", "--against"});
+    expect_refused(tmp, "compare --preset tiny --device host --prefill 13", {"--prefill 13", "12 default tokens"});
+    expect_refused(tmp, "compare --preset tiny --device host --tokens 1,256", {"--tokens", "256", "vocabulary [0, 256)"});
+    expect_refused(tmp, "compare --preset tiny --device host --tokens 1,x", {"--tokens", "\"x\""});
+    expect_refused(tmp, "compare --preset tiny --device cpu", {"--device", "cpu"});
     expect_refused(tmp, "compare" + against, {"--preset", "--model"});
     expect_refused(tmp, "compare --preset tiny --against nope.safetensors", {"--against", "nope.safetensors"});
     expect_refused(tmp, "compare --preset tiny --against " + quote(tmp.path), {tmp.path, "not a regular file"});
@@ -453,4 +459,260 @@ TEST_CASE("compare refuses bad input: one error line naming the problem, non-zer
     expect_refused(tmp, "compare --preset tiny" + q + quote(no_names), {no_names, "nothing compared"});
     expect_refused(tmp, "compare --preset nonexistent" + against, {"nonexistent"});
     expect_refused(tmp, "compare --model /nonexistent/dir" + against, {"/nonexistent/dir"});
+}
+
+// ------------------------------------------------------------------------------------------------
+// Without --against: dsv2's engine against the oracle (docs/compare.md, "The engine").
+
+namespace {
+
+// compare's default tokens, recomputed: token i = (1 + 7919 i) mod V, i < 12.
+std::vector<int32_t> default_tokens(int64_t V) {
+    std::vector<int32_t> t;
+    for (int64_t i = 0; i < 12; ++i) t.push_back(int32_t((1 + 7919 * i) % V));
+    return t;
+}
+
+// The names and shapes of the oracle's intermediates for `tokens` with compare's schedule, each
+// call in the engine's form (several tokens: naive; one: absorbed), computed here in-process.
+std::map<std::string, std::vector<int64_t>> oracle_shapes(const dsv2::Config& cfg, const std::vector<int32_t>& tokens,
+                                                          size_t prefill) {
+    const dsv2::Model<double> m(cfg, dsv2::random_weights<double>(cfg, 0));
+    dsv2::LatentCache<double> cache(cfg, int64_t(tokens.size()));
+    dsv2::Trace trace;
+    for (size_t done = 0; done < tokens.size();) {
+        const size_t n = done == 0 && prefill > 0 ? prefill : 1;
+        const std::vector<int32_t> part(tokens.begin() + long(done), tokens.begin() + long(done + n));
+        m.forward(part, cache, n == 1 ? dsv2::AttentionForm::absorbed : dsv2::AttentionForm::naive, &trace);
+        done += n;
+    }
+    std::map<std::string, std::vector<int64_t>> shapes;
+    for (const auto& [name, e] : trace.entries()) shapes[name] = {e.data.rows(), e.data.cols()};
+    return shapes;
+}
+
+}  // namespace
+
+TEST_CASE("compare --device host: the engine within 1e-5 of the fp64 oracle at every intermediate", "[compare][engine]") {
+    TempDir tmp;
+    const dsv2::Config cfg = dsv2::config_preset("tiny");
+    const std::vector<int32_t> tokens = default_tokens(cfg.V);
+    std::string toks;
+    for (int32_t t : tokens) toks += (toks.empty() ? "" : ",") + std::to_string(t);
+
+    // A prefill of 7 of the 12 default tokens, then 5 one-token calls: both attention forms.
+    const Run r = run_in(tmp, "compare --preset tiny --device host --prefill 7");
+    INFO("stdout:\n" << r.out << "\nstderr: " << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(r.err.empty());
+    const std::vector<std::string> lines = lines_of(r.out);
+    REQUIRE(lines.size() > 4);
+    CHECK(starts_with(lines[0], "oracle   fp64, preset tiny (seed 0), 12 tokens (7 prefill + 5 decode)"));
+    CHECK(lines[1] == "engine   host (CPU twin of the CUDA path), fp32 weights: ‖Δ‖/‖ref‖ ≤ 1e-05, expert indices exact");
+    CHECK(starts_with(lines[2], "tokens   " + toks + " (the default"));
+    const auto shapes = oracle_shapes(cfg, tokens, 7);
+    for (const auto& [name, shape] : shapes) {
+        INFO(name);
+        const std::string l = line_of(r.out, name);
+        CHECK(l.find("PASS") != std::string::npos);
+        CHECK(l.find("[" + std::to_string(shape[0]) + ", " + std::to_string(shape[1]) + "]") != std::string::npos);
+    }
+    CHECK(shapes.at("layers.0.attn.q_absorbed")[0] == 5);  // the decode calls only
+    CHECK(r.out.find("FAIL") == std::string::npos);
+    CHECK(r.out.find("not in") == std::string::npos);
+    CHECK(starts_with(last_line(r.out), "all " + std::to_string(shapes.size()) + " intermediates within 1e-05 (worst"));
+
+    // The default schedule: all but the last 4 tokens in one call, then 4 decode calls.
+    const Run def = run_in(tmp, "compare --preset tiny --device host");
+    INFO("stdout:\n" << def.out << "\nstderr: " << def.err);
+    REQUIRE(def.rc == 0);
+    CHECK(lines_of(def.out)[0].find("12 tokens (8 prefill + 4 decode)") != std::string::npos);
+    CHECK(line_of(def.out, "layers.0.attn.q_absorbed").find("[4, ") != std::string::npos);
+
+    // All 12 tokens in one call: the naive form only.
+    const Run all = run_in(tmp, "compare --preset tiny --device host --prefill 12");
+    INFO("stdout:\n" << all.out << "\nstderr: " << all.err);
+    REQUIRE(all.rc == 0);
+    CHECK(lines_of(all.out)[0].find("12 tokens (12 prefill + 0 decode)") != std::string::npos);
+    CHECK(all.out.find("q_absorbed") == std::string::npos);
+    CHECK(starts_with(last_line(all.out), "all " + std::to_string(oracle_shapes(cfg, tokens, 12).size()) + " intermediates within 1e-05"));
+}
+
+TEST_CASE("compare --device host --json: the engine's fields, and errors that are really computed", "[compare][engine][json]") {
+    TempDir tmp;
+    const dsv2::Config cfg = dsv2::config_preset("tiny");
+    const Run r = run_in(tmp, "compare --preset tiny --seed 3 --device host --tokens 5,17,250,3,99 --prefill 2 --json");
+    INFO("stdout:\n" << r.out << "\nstderr: " << r.err);
+    REQUIRE(r.rc == 0);
+    const json j = json::parse(r.out);
+    CHECK(j["ok"] == true);
+    CHECK(j["against"].is_null());
+    CHECK(j["engine"]["device"] == "host");
+    CHECK(j["engine"]["name"] == "host (CPU twin of the CUDA path)");
+    CHECK(j["engine"]["weights"] == "fp32");
+    CHECK(j["oracle"]["precision"] == "fp64");
+    CHECK(j["oracle"]["tokens"].get<std::vector<int32_t>>() == std::vector<int32_t>{5, 17, 250, 3, 99});
+    CHECK(j["oracle"]["default_tokens"] == false);
+    CHECK(j["oracle"]["prefill"] == 2);
+    CHECK(j["source"] == "preset tiny (seed 3)");
+    CHECK(j["dtype"] == "fp32");
+    CHECK(j["bound"].get<double>() == 1e-5);
+    CHECK(j["tie_tol"].get<double>() == 0);
+    CHECK(j["first_divergence"].is_null());
+    const auto shapes = oracle_shapes(cfg, {5, 17, 250, 3, 99}, 2);
+    REQUIRE(j["entries"].size() == shapes.size());
+    double worst = 0;
+    for (const json& e : j["entries"]) {
+        const std::string n = e["name"];
+        INFO(e.dump());
+        CHECK(e["pass"] == true);
+        CHECK(e["shape"].get<std::vector<int64_t>>() == shapes.at(n));
+        CHECK(e["oracle_shape"].get<std::vector<int64_t>>() == shapes.at(n));
+        if (e["integer"] == true) {
+            CHECK(e["differing"] == 0);
+            continue;
+        }
+        CHECK(e["rel"].get<double>() <= 1e-5);
+        worst = std::max(worst, e["rel"].get<double>());
+    }
+    CHECK(worst > 1e-8);  // the engine and the oracle really computed apart (fp32 against fp64)
+}
+
+TEST_CASE("compare --device host --dtype bf16: within 2e-2 of the oracle on the bf16-rounded weights", "[compare][engine][bf16]") {
+    TempDir tmp;
+    const Run r = run_in(tmp, "compare --preset tiny --device host --dtype bf16 --prefill 5 --json");
+    INFO("stdout:\n" << r.out << "\nstderr: " << r.err);
+    REQUIRE(r.rc == 0);
+    const json j = json::parse(r.out);
+    CHECK(j["ok"] == true);
+    CHECK(j["engine"]["weights"] == "bf16");
+    CHECK(j["oracle"]["weights"] == "rounded to bf16");
+    CHECK(j["bound"].get<double>() == 2e-2);
+    CHECK(j["tie_tol"].get<double>() == 2e-2);
+    double worst = 0;
+    for (const json& e : j["entries"]) {
+        INFO(e.dump());
+        CHECK(e["pass"] == true);
+        if (e["integer"] == false) worst = std::max(worst, e["rel"].get<double>());
+    }
+    CHECK(worst <= 2e-2);
+    CHECK(worst >= 1e-3);  // bf16 products really rounded (fp32 weights stay near 1e-7)
+
+    // The embedded model (stored in BF16) with the table: said in the header, and passing.
+    const Run t = run_in(tmp, "compare --model " + quote(std::string(DSV2_SOURCE_DIR) + "/data/models/kjv-tiny") +
+                                  " --device host --dtype bf16 --prefill 4");
+    INFO("stdout:\n" << t.out << "\nstderr: " << t.err);
+    REQUIRE(t.rc == 0);
+    CHECK(lines_of(t.out)[0].find("weights rounded to bf16") != std::string::npos);
+    CHECK(starts_with(lines_of(t.out)[1], "engine   host (CPU twin of the CUDA path), bf16 weights: ‖Δ‖/‖ref‖ ≤ 2e-02, "
+                                          "expert indices exact or near ties (score gap ≤ 2e-02 of the top score)"));
+    CHECK(starts_with(last_line(t.out), "all "));
+    CHECK(last_line(t.out).find("within 2e-02") != std::string::npos);
+}
+
+TEST_CASE("compare without --against defaults to --device cuda: runs on a GPU, else one error line saying so",
+          "[compare][engine][errors]") {
+    TempDir tmp;
+    const Run r = run_in(tmp, "compare --preset tiny --json");
+    INFO("stdout:\n" << r.out << "\nstderr: " << r.err);
+    if (r.rc == 0) {  // a machine with a GPU and a build with the CUDA path
+        const json j = json::parse(r.out);
+        CHECK(j["ok"] == true);
+        CHECK(j["engine"]["device"] == "cuda");
+        CHECK(starts_with(j["engine"]["name"].get<std::string>(), "cuda: "));
+        return;
+    }
+    expect_refused(tmp, "compare --preset tiny", {"--device cuda", "--device host", "--against"});
+    expect_refused(tmp, "compare --model " + quote(golden_dir("lite")) + " --device cuda", {"--device cuda", "--device host"});
+    const bool no_build = r.err.find("built without the CUDA path") != std::string::npos;
+    CHECK((no_build || r.err.find("no CUDA device") != std::string::npos));
+}
+
+TEST_CASE("compare --against --dtype bf16: an expert index may differ at a near tie, not elsewhere", "[compare][bf16][ties]") {
+    TempDir tmp;
+    const std::string dump = tmp / "D.safetensors";
+    std::string toks;
+    for (int i = 0; i < 32; ++i) toks += (i ? "," : "") + std::to_string(7 * i + 3);
+    const Run f = dsv2_run("forward --preset tiny --tokens " + toks + " --out " + quote(tmp / "x.npy") + " --dump " + quote(dump),
+                           tmp.path, tmp.path);
+    INFO(f.err);
+    REQUIRE(f.rc == 0);
+    const Tensors d = dsv2::read_safetensors(dump);
+
+    // In the dump's scores (fp32, within 1e-6 of the oracle's), an unchosen expert whose score is
+    // within 1e-2 of a chosen one's (relative to the token's top score), and one beyond 5e-2.
+    struct Move { std::string layer; int64_t t = -1; int32_t to = -1; };
+    Move near, far;
+    for (const std::string layer : {"layers.1.moe.", "layers.2.moe."}) {
+        const std::vector<double> s = d.at(layer + "scores").to_double(), idx = d.at(layer + "topk_idx").to_double();
+        const int64_t N = d.at(layer + "scores").shape[1], K = d.at(layer + "topk_idx").shape[1];
+        for (int64_t t = 0; t < 32; ++t) {
+            const double top = s[size_t(t * N + int64_t(idx[size_t(t * K)]))];
+            const int32_t chosen = int32_t(idx[size_t(t * K + K - 1)]);
+            for (int32_t e = 0; e < N; ++e) {
+                bool taken = false;
+                for (int64_t k = 0; k < K; ++k) taken = taken || int32_t(idx[size_t(t * K + k)]) == e;
+                if (taken) continue;
+                const double gap = std::abs(s[size_t(t * N + e)] - s[size_t(t * N + chosen)]);
+                if (near.t < 0 && gap <= 1e-2 * top) near = {layer, t, e};
+                if (far.t < 0 && gap >= 5e-2 * top) far = {layer, t, e};
+            }
+        }
+    }
+    REQUIRE(near.t >= 0);
+    REQUIRE(far.t >= 0);
+    auto moved = [&](const Move& m, const std::string& path) {
+        write_changed(dump, path, [&](Tensors& t) {
+            dsv2::RawTensor& idx = t.at(m.layer + "topk_idx");
+            const int64_t K = idx.shape[1];
+            std::memcpy(idx.bytes.data() + 4 * (m.t * K + K - 1), &m.to, 4);  // the last chosen expert
+        });
+        return path;
+    };
+    const std::string near_file = moved(near, tmp / "near.safetensors"), far_file = moved(far, tmp / "far.safetensors");
+
+    const Run ok = run_in(tmp, "compare --preset tiny --against " + quote(near_file) + " --dtype bf16");
+    INFO("stdout:\n" << ok.out << "\nstderr: " << ok.err);
+    CHECK(ok.rc == 0);
+    CHECK(line_of(ok.out, near.layer + "topk_idx").find("1 of 64 differ  PASS  near ties") != std::string::npos);
+    CHECK(last_line(ok.out).find("; 1 of 128 expert indices differ, near ties (score gap ≤ 2e-02 of the top score)") !=
+          std::string::npos);
+    const Run j = run_in(tmp, "compare --preset tiny --against " + quote(near_file) + " --dtype bf16 --json");
+    REQUIRE(j.rc == 0);
+    for (const json& e : json::parse(j.out)["entries"])
+        if (e["name"] == near.layer + "topk_idx") CHECK(e["near_ties"] == 1);
+
+    const Run exact = run_in(tmp, "compare --preset tiny --against " + quote(near_file));  // fp32: exact
+    CHECK(exact.rc == 1);
+    CHECK(last_line(exact.out) == "first divergence: " + near.layer + "topk_idx (1 of 64 indices differ)");
+
+    const Run bad = run_in(tmp, "compare --preset tiny --against " + quote(far_file) + " --dtype bf16");
+    INFO("stdout:\n" << bad.out);
+    CHECK(bad.rc == 1);
+    CHECK(last_line(bad.out) == "first divergence: " + far.layer +
+                                    "topk_idx (1 of 64 indices differ, 1 not at near ties (score gap ≤ 2e-02 of the top score))");
+}
+
+TEST_CASE("compare --against a dump of the engine follows its attention form per call and its schedule", "[compare][engine][dump]") {
+    TempDir tmp;
+    const std::string dump = tmp / "E.safetensors";
+    const Run f = dsv2_run("forward --preset tiny --tokens 72,105,33,7,250,0 --prefill 2 --device host --out " +
+                               quote(tmp / "x.npy") + " --dump " + quote(dump),
+                           tmp.path, tmp.path);
+    INFO(f.err);
+    REQUIRE(f.rc == 0);
+    const Tensors d = dsv2::read_safetensors(dump);
+    CHECK(d.at("layers.0.attn.q_absorbed").shape == std::vector<int64_t>{4, 128});  // the 4 decode calls
+    const size_t n = intermediates(d).size();
+
+    const Run r = run_in(tmp, "compare --preset tiny --against " + quote(dump));
+    INFO("stdout:\n" << r.out << "\nstderr: " << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(lines_of(r.out)[0].find("each call in the engine's attention form") != std::string::npos);
+    CHECK(lines_of(r.out)[0].find("6 tokens (2 prefill + 4 decode)") != std::string::npos);
+    CHECK(starts_with(last_line(r.out), "all " + std::to_string(n) + " intermediates within 1e-05"));
+    // One form for every call, as asked: the oracle's absorbed prefill has rows the dump lacks.
+    const Run a = run_in(tmp, "compare --preset tiny --against " + quote(dump) + " --attention absorbed");
+    CHECK(a.rc == 1);
+    CHECK(starts_with(last_line(a.out), "first divergence: layers.0.attn.q_absorbed (shape [4, 128] in the file, oracle [6, 128])"));
 }

@@ -1,5 +1,6 @@
 // The embedded model, end to end: dsv2 demo, dsv2 generate (greedy and seeded sampling against
-// the library's own loop), dsv2 inspect and forward --routing-stats on a real checkpoint.
+// the library's own loop, on the oracle and on the engine's CPU twin), dsv2 inspect and forward
+// --routing-stats on a real checkpoint.
 #include <nlohmann/json.hpp>
 
 #include "dsv2/checkpoint.hpp"
@@ -78,6 +79,26 @@ TEST_CASE("dsv2 generate prints the prompt and the library's own continuation, g
     CHECK(n.out == g.out);
 }
 
+TEST_CASE("dsv2 generate --device host: the engine writes the oracle's greedy text") {
+    TempDir tmp;
+    const std::string prompt = "In the beginning";
+    const std::string args = "generate --model " + quote(kModel) + " --prompt " + quote(prompt) + " --max-new-tokens 20";
+    const Run cpu = dsv2_run(args, tmp.path, tmp.path), host = dsv2_run(args + " --device host", tmp.path, tmp.path);
+    INFO(cpu.err << host.err);
+    REQUIRE(cpu.rc == 0);
+    REQUIRE(host.rc == 0);
+    CHECK(host.out == cpu.out);
+    CHECK(host.out == prompt + continuation(prompt, 20, SamplingOptions{}, 0) + "\n");
+    CHECK(host.out.size() > prompt.size() + 20);  // it wrote something
+    CHECK(host.err.find("greedy; host (CPU twin of the CUDA path), fp32 weights") != std::string::npos);
+    CHECK(host.err.find("tokens/s") != std::string::npos);
+    // bf16 weights run too, and say so.
+    const Run bf16 = dsv2_run(args + " --device host --dtype bf16", tmp.path, tmp.path);
+    REQUIRE(bf16.rc == 0);
+    CHECK(bf16.out.rfind(prompt, 0) == 0);
+    CHECK(bf16.err.find("bf16 weights") != std::string::npos);
+}
+
 TEST_CASE("the embedded model writes KJV-like text: its greedy continuations are mostly English words of the corpus") {
     // A claim the README makes, checked loosely: most words the model writes are common KJV words.
     const std::string text = continuation("In the beginning", 40, SamplingOptions{}, 0);
@@ -97,6 +118,12 @@ TEST_CASE("dsv2 demo runs the embedded model and checks both attention forms") {
     CHECK(d.out.find("text    And God said") != std::string::npos);
     CHECK(d.out.find("check   naive attention") != std::string::npos);
     CHECK(d.out.find("tokens per routed expert") != std::string::npos);
+    // The GPU comparison: its verdict where a GPU is, else one line saying why it was skipped.
+    const bool skipped = d.out.find("\ngpu     skipped: ") != std::string::npos;
+    const bool ran = d.out.find("\ngpu     cuda: ") != std::string::npos;
+    CHECK(skipped != ran);
+    if (skipped) CHECK(d.out.find("dsv2 compare --model " + kModel + " --device cuda") != std::string::npos);
+    if (ran) CHECK(d.out.find("        PASS all ") != std::string::npos);
     const Run n = dsv2_run("demo --max-new-tokens 8 --attention naive --temperature 0", tmp.path, tmp.path);
     REQUIRE(n.rc == 0);
     CHECK(n.out.find("check   absorbed attention") != std::string::npos);

@@ -509,18 +509,21 @@ TEST_CASE("a checkpoint with an Inf or a NaN weight: the first non-finite interm
     };
     const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
     const std::string dense = poisoned("inf_dense", "model.layers.0.mlp.down_proj.weight", inf);
-    for (const std::string extra : {"", " --dump d.safetensors", " --precision fp64", " --attention naive --prefill 1"})
+    for (const std::string extra : {"", " --dump d.safetensors", " --precision fp64", " --attention naive --prefill 1",
+                                    " --device host", " --device host --dtype bf16 --prefill 1 --dump d.safetensors"})
         expect_refused(tmp, {"forward --model " + quote(dense) + " --tokens 1,2,3" + kOut + extra,
                              {"non-finite", "layers.0.mlp.out (token 0)", "nothing written"}});
     // A NaN in the router: the top-k choice sees NaN scores and must neither crash nor go out of range.
     const std::string router = poisoned("nan_router", "model.layers.1.mlp.gate.weight", nan);
-    expect_refused(tmp, {"forward --model " + quote(router) + " --tokens 1,2,3" + kOut + " --dump d.safetensors",
-                         {"non-finite", "layers.1.moe.router_logits (token 0)"}});
+    for (const std::string extra : {"", " --device host"})
+        expect_refused(tmp, {"forward --model " + quote(router) + " --tokens 1,2,3" + kOut + " --dump d.safetensors" + extra,
+                             {"non-finite", "layers.1.moe.router_logits (token 0)"}});
     // An Inf in the embedding of token 5 only: tokens before it are fine, the error names token 1.
     auto t = checkpoint_tensors(cfg, 7);
     std::memcpy(t["model.embed_tokens.weight"].bytes.data() + 4 * 5 * cfg.d, &inf, 4);
     const std::string embed = write_checkpoint(tmp / "inf_embed", cfg, t);
-    expect_refused(tmp, {"forward --model " + quote(embed) + " --tokens 1,5,1" + kOut, {"non-finite", "embed (token 1)"}});
+    for (const std::string extra : {"", " --device host --prefill 0"})
+        expect_refused(tmp, {"forward --model " + quote(embed) + " --tokens 1,5,1" + kOut + extra, {"non-finite", "embed (token 1)"}});
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -584,8 +587,30 @@ TEST_CASE("generate: out-of-range options are refused naming the option", "[robu
         {"--top-p -0.5", {"--top-p", "-0.5"}},
         {"--seed 1e30", {"--seed", "1e30"}},
         {"--attention sparse", {"--attention", "sparse"}},
+        {"--device tpu", {"--device", "tpu"}},
+        {"--device host --dtype fp16", {"--dtype", "fp16"}},
+        {"--dtype bf16", {"--dtype bf16", "--device cpu"}},
+        {"--device host --attention naive", {"--attention naive", "--device host"}},
+        {"--device host --max-new-tokens 0", {"--max-new-tokens", "0"}},
     };
     for (const auto& [opt, names] : cases) expect_refused(tmp, {gen + opt, names});
+}
+
+TEST_CASE("generate --device host: bad prompts are refused as on the oracle, --device cuda without a GPU says why",
+          "[robustness][generate][engine]") {
+    TempDir tmp;
+    const std::string model = "generate --model " + quote(fixtures().gen) + " --device host";
+    expect_refused(tmp, {model + " --prompt " + quote("\xff"), {"--prompt", "UTF-8"}});
+    expect_refused(tmp, {model + " --prompt ''", {"--prompt", "empty"}});
+    expect_refused(tmp, {"generate --model " + quote(fixtures().synth) + " --device host --prompt 'And God said' --max-new-tokens 200000",
+                         {"max_position_embeddings"}});
+    const Run ok = dsv2_run(model + " --prompt 'And God said' --max-new-tokens 3", tmp.path, tmp.path);
+    INFO(ok.err);
+    CHECK(ok.rc == 0);  // so that the refusals above are not vacuous
+    const Run g = dsv2_run("generate --model " + quote(fixtures().gen) + " --device cuda --prompt 'And God said' --max-new-tokens 3",
+                           tmp.path, tmp.path);
+    if (g.rc != 0) expect_refused(tmp, {"generate --model " + quote(fixtures().gen) + " --device cuda --prompt 'And God said'",
+                                        {"--device cuda"}});
 }
 
 TEST_CASE("generate: bad prompts, tokenizers and models are refused naming them", "[robustness][generate]") {
@@ -657,6 +682,9 @@ TEST_CASE("generate: a checkpoint with an Inf weight is refused naming the first
     // Sampled: the NaN logits must not reach the sampler (an out-of-bounds read before 8021f81).
     expect_refused(tmp, {"generate --model " + quote(dir) +
                              " --prompt 'And God said' --max-new-tokens 3 --temperature 0.8 --top-p 0.9",
+                         {"non-finite", "layers.0.mlp.out (token 0)"}});
+    // The engine runs untraced; on non-finite logits it replays the calls under a guard to name it.
+    expect_refused(tmp, {"generate --model " + quote(dir) + " --prompt 'And God said' --max-new-tokens 3 --device host",
                          {"non-finite", "layers.0.mlp.out (token 0)"}});
 }
 
