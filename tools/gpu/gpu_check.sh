@@ -6,13 +6,25 @@
 # GPU check on a lent H200". Without apt or network there, it builds a separate tree build-gpu/
 # against build-gpu-deps/, then, in order of value, within a time budget:
 #   a. the machine: nvidia-smi, nvcc, cmake, c++, compute-sanitizer versions
+#      (then configure; build dsv2, the GPU tests and the GPU benchmarks; sass: sm_90a in them)
 #   b. every GPU test (ctest -L gpu), with its output
-#   c. each GPU test binary under compute-sanitizer: memcheck, racecheck, synccheck, initcheck
-#      (with DSV2_GPU_TEST_QUICK=1: a test may then leave out its largest shapes, e.g. test_cuda_linear)
-#   d. dsv2 compare against the golden data (where the subcommand exists)
-#   f. the CPU suite (ctest -LE gpu)
-#   e. a small CPU benchmark (dsv2 bench), and the GPU benchmark: MLA decode at FlashMLA's shapes
-#      (dsv2_gpu_bench, then the PyTorch peer tools/bench/mla_decode_torch.py with its ratio table)
+#   c. dsv2 compare --device cuda: the engine on the GPU against the fp64 oracle (preset tiny in
+#      fp32 and bf16, data/golden/lite, data/models/kjv-tiny in bf16); and dsv2 compare of the
+#      oracle against the PyTorch golden data (CPU)
+#   d. each GPU test binary under compute-sanitizer: memcheck, racecheck, synccheck, initcheck
+#      (with DSV2_GPU_TEST_QUICK=1: a test may then leave out its largest shapes, e.g. test_cuda_linear),
+#      stopping early enough to leave GPU_CHECK_BENCH_RESERVE_S for the benchmarks
+#   e. the GPU benchmarks, each beside its PyTorch peer on the same GPU in the same run: the
+#      DeepSeekMoE layer and whole-model decode (dsv2_gpu_moe_bench, tools/bench/moe_torch.py), then
+#      MLA decode at FlashMLA's shapes (dsv2_gpu_bench, tools/bench/mla_decode_torch.py)
+#   f. what CI proves anyway, if time is left: the rest of the tree, the CPU suite (ctest -LE gpu)
+#      and a small CPU benchmark (dsv2 bench)
+# Time on the lent H200 (16 cores), estimated (no run yet): configure 20 s, build 90–150 s, GPU
+# tests 30–60 s, compare 20–40 s, benchmarks about 135 s (MoE 45 + its peer 45, MLA 20 + 25):
+# 300–450 s, so the default 480 s budget holds them, the sanitizers get what is left above the
+# benchmarks' reserve, and f is reached only when the build is fast (its steps then say "not run:
+# time budget spent"). Every step is capped, and capped again by what is left, so the script ends
+# within the budget (+ the 10 s kill grace of a step cut short) whatever happens.
 # It writes the full log and a Markdown summary (a table: step, result, seconds) to $OUT/ when
 # OUT is set (the device tool's folder that comes back), else to build-gpu/gpu-check/; prints the
 # table LAST on stdout; and exits 1 if any step failed (or timed out), after writing the summary.
@@ -22,13 +34,16 @@
 #   GPU_CHECK_BUDGET_S   seconds for the whole script (default 480): a step gets at most what is
 #                        left; a step that would get under 15 s is skipped, and says so
 #   GPU_CHECK_JOBS       build and CTest parallelism (default: nproc)
-#   GPU_CHECK_SKIP       step ids to skip, space-separated: configure build sass gpu-tests sanitize
-#                        build-all compare cpu-tests bench gpu-bench
+#   GPU_CHECK_SKIP       step ids to skip, space-separated: configure build sass gpu-tests
+#                        gpu-compare compare sanitize moe-bench gpu-bench build-all cpu-tests bench
+#                        (moe-bench: the MoE bench and its peer; gpu-bench: the MLA bench and its peer)
 #   GPU_CHECK_SKIP_BUILD=1  the same as GPU_CHECK_SKIP="configure build build-all" (reuse build-gpu/)
 #   GPU_CHECK_SANITIZERS compute-sanitizer tools (default "memcheck racecheck synccheck initcheck")
 #   GPU_CHECK_SANITIZER_TIMEOUT_S  per tool and binary (default 120)
 #   GPU_CHECK_SANITIZE_BUDGET_S    for all compute-sanitizer runs together (default 200), so that
 #                        the later steps keep their time; runs past it are skipped, and say so
+#   GPU_CHECK_BENCH_RESERVE_S      seconds kept for the GPU benchmarks (default 150): the sanitizers
+#                        start no run that would cut into them (0 when both benches are skipped)
 #   GPU_CHECK_CAP_FACTOR  multiplies every step's own time cap (default 1; e.g. 5 on a 2-core machine)
 #   GPU_CHECK_REQUIRE_GPU  1 (default): no GPU is a failure; 0: it is a skip (dry runs elsewhere)
 #   GPU_CHECK_CMAKE_ARGS extra configure arguments (word-split), e.g. -DCMAKE_IGNORE_PREFIX_PATH=/usr
@@ -49,6 +64,7 @@ SKIP=" ${GPU_CHECK_SKIP:-} "
 SANITIZERS=${GPU_CHECK_SANITIZERS:-memcheck racecheck synccheck initcheck}
 SAN_TIMEOUT=${GPU_CHECK_SANITIZER_TIMEOUT_S:-120}
 SAN_BUDGET=${GPU_CHECK_SANITIZE_BUDGET_S:-200}
+BENCH_RESERVE=${GPU_CHECK_BENCH_RESERVE_S:-150}
 REQUIRE_GPU=${GPU_CHECK_REQUIRE_GPU:-1}
 CAP_FACTOR=${GPU_CHECK_CAP_FACTOR:-1}
 if [ -n "${OUT:-}" ]; then RESULTS=$OUT; else RESULTS=$BUILD/gpu-check; fi
@@ -251,9 +267,9 @@ if skipped build; then
 elif [ ! -f "$BUILD/CMakeCache.txt" ]; then
   record "build: dsv2 + GPU tests" FAIL 0 "not configured"
 else
-  BENCH_TARGETS=(); [ -d "$BUILD/bench" ] && BENCH_TARGETS=(dsv2_gpu_bench)
+  BENCH_TARGETS=(); [ -d "$BUILD/bench" ] && BENCH_TARGETS=(dsv2_gpu_bench dsv2_gpu_moe_bench)
   run build 300 cmake --build "$BUILD" -j "$JOBS" --target dsv2 "${GPU_TARGETS[@]}" "${BENCH_TARGETS[@]}" "${KEEP_GOING[@]}"
-  record "build: dsv2 + GPU tests" "$(verdict)" "$SECS" "$(budget_note "${GPU_TARGETS[*]:-no GPU test targets} dsv2")"
+  record "build: dsv2 + GPU tests" "$(verdict)" "$SECS" "$(budget_note "${GPU_TARGETS[*]:-no GPU test targets} dsv2 ${BENCH_TARGETS[*]}")"
   [ "$RC" = 0 ] || show_tail build 40
 fi
 
@@ -301,29 +317,76 @@ else
   [ "$r" = PASS ] || [ "$r" = SKIP ] || show_tail gpu-tests 40
 fi
 
-# --- c. compute-sanitizer -------------------------------------------------------------------------
+# --- c. dsv2 compare ------------------------------------------------------------------------------
+# GPU: proves the whole-model engine on the GPU (CudaBackend) matches the fp64 oracle, every named
+# intermediate within the bound of its dtype (exit 0), on a preset with every V2 feature switched
+# on (fp32, bf16), the V2-Lite-shaped golden model and a trained checkpoint (bf16).
+DSV2=$BUILD/bin/dsv2
+GPU_COMPARES=(
+  "preset tiny, fp32|--preset tiny"
+  "preset tiny, bf16|--preset tiny --dtype bf16"
+  "golden lite, fp32|--model data/golden/lite"
+  "kjv-tiny, bf16|--model data/models/kjv-tiny --dtype bf16"
+)
+if skipped gpu-compare; then
+  record "c. dsv2 compare --device cuda" SKIP 0 "GPU_CHECK_SKIP"
+elif [ ! -x "$DSV2" ]; then
+  record "c. dsv2 compare --device cuda" FAIL 0 "no $DSV2"
+elif ! "$DSV2" compare --help 2>&1 | grep -q -- "--device"; then
+  record "c. dsv2 compare --device cuda" N/A 0 "this dsv2 compare has no --device"
+else
+  i=0
+  for entry in "${GPU_COMPARES[@]}"; do
+    i=$((i + 1)); label=${entry%%|*}; read -r -a cargs <<< "${entry#*|}"
+    run "gpu-compare-$i" 60 "$DSV2" compare "${cargs[@]}" --device cuda
+    r=$(verdict); note=$(grep -v '^ *$' "$STEPLOGS/gpu-compare-$i.log" | tail -n 1 | cut -c1-140)
+    [ "$RC" = 77 ] && [ "$HAVE_GPU" = 1 ] && r=FAIL
+    [ "$HAVE_GPU" = 0 ] && [ "$r" = FAIL ] && { r=SKIP; note="no GPU: $note"; }
+    record "c. compare --device cuda: $label" "$r" "$SECS" "$(budget_note "$note")"
+    [ "$r" = FAIL ] && show_tail "gpu-compare-$i" 20
+  done
+fi
+
+# CPU: proves the oracle built there reproduces the PyTorch golden intermediates (fp32, 1e-5).
+if skipped compare; then
+  record "c. dsv2 compare (oracle vs golden lite)" SKIP 0 "GPU_CHECK_SKIP"
+elif [ ! -x "$DSV2" ]; then
+  record "c. dsv2 compare (oracle vs golden lite)" FAIL 0 "no $DSV2"
+elif ! "$DSV2" --help 2>/dev/null | grep -qE "^ +compare( |$)"; then
+  record "c. dsv2 compare (oracle vs golden lite)" N/A 0 "this dsv2 has no compare subcommand"
+else
+  run compare 90 "$DSV2" compare --model data/golden/lite --against data/golden/lite/golden.safetensors
+  record "c. dsv2 compare (oracle vs golden lite)" "$(verdict)" "$SECS" "$(budget_note "$(grep -v '^ *$' "$STEPLOGS/compare.log" | tail -n 1 | cut -c1-140)")"
+  [ "$RC" = 0 ] || show_tail compare 20
+fi
+
+# --- d. compute-sanitizer -------------------------------------------------------------------------
 # memcheck: out-of-bounds and misaligned accesses, leaks; racecheck: shared-memory hazards between
 # threads of a block (missing __syncthreads); synccheck: barriers used wrongly (divergent
 # __syncthreads, bad __syncwarp masks); initcheck: device memory read before anything wrote it.
 # Each passes only with "ERROR SUMMARY: 0 errors" and the test itself passing under the tool.
 if skipped sanitize; then
-  record "c. compute-sanitizer" SKIP 0 "GPU_CHECK_SKIP"
+  record "d. compute-sanitizer" SKIP 0 "GPU_CHECK_SKIP"
 elif [ -z "$SANITIZER" ]; then
-  record "c. compute-sanitizer" N/A 0 "compute-sanitizer not found on this machine"
+  record "d. compute-sanitizer" N/A 0 "compute-sanitizer not found on this machine"
 elif [ "$HAVE_GPU" = 0 ]; then
-  record "c. compute-sanitizer" SKIP 0 "no GPU"
+  record "d. compute-sanitizer" SKIP 0 "no GPU"
 elif [ "${#GPU_BINS[@]}" = 0 ]; then
-  record "c. compute-sanitizer" FAIL 0 "no GPU test binaries"
+  record "d. compute-sanitizer" FAIL 0 "no GPU test binaries"
 else
   refused=0
   san_deadline=$(( $(date +%s) + SAN_BUDGET * CAP_FACTOR ))
+  # the benchmarks (e) keep BENCH_RESERVE seconds of the budget, unless both are skipped
+  skipped moe-bench && skipped gpu-bench && BENCH_RESERVE=0
+  bench_cut=$(( DEADLINE - RESERVE - BENCH_RESERVE ))
+  [ "$san_deadline" -gt "$bench_cut" ] && san_deadline=$bench_cut
   for tool in $SANITIZERS; do
     for b in "${GPU_BINS[@]}"; do
       [ "$refused" = 1 ] && break 2
       name=$(basename "$b"); id="san-$tool-$name"
       share=$(( (san_deadline - $(date +%s)) / CAP_FACTOR ))
       if [ "$share" -lt 15 ]; then
-        record "c. $tool: $name" SKIP 0 "not run: the sanitizers' time share ($SAN_BUDGET s) is spent"; continue
+        record "d. $tool: $name" SKIP 0 "not run: the sanitizers' share is spent ($SAN_BUDGET s, less the benchmarks' $BENCH_RESERVE s)"; continue
       fi
       [ "$share" -lt "$SAN_TIMEOUT" ] || share=$SAN_TIMEOUT
       extra=()
@@ -342,66 +405,88 @@ else
       elif [ "$RC" = 0 ] && ! grep -q "ERROR SUMMARY: 0 errors" "$log"; then r=FAIL; note="no clean ERROR SUMMARY: $summary"
       elif [ "$RC" != 0 ] && [ "$RC" != 124 ] && [ "$RC" != 125 ] && [ "$RC" != 77 ]; then note="the test failed under $tool (exit $RC); $summary"
       fi
-      record "c. $tool: $name" "$r" "$SECS" "$(budget_note "$note")"
+      record "d. $tool: $name" "$r" "$SECS" "$(budget_note "$note")"
       [ "$r" = FAIL ] && show_tail "$id" 30
     done
   done
 fi
 
-# --- the rest of the tree (the CPU suite, exercises, notebooks) -----------------------------------
-if skipped build-all; then
-  record "build: everything" SKIP 0 "GPU_CHECK_SKIP"
-elif [ ! -f "$BUILD/CMakeCache.txt" ]; then
-  record "build: everything" FAIL 0 "not configured"
-else
-  run build-all 360 cmake --build "$BUILD" -j "$JOBS" "${KEEP_GOING[@]}"
-  record "build: everything" "$(verdict)" "$SECS" "$(budget_note)"
-  [ "$RC" = 0 ] || show_tail build-all 40
-fi
-
-# --- d. dsv2 compare ------------------------------------------------------------------------------
-# Proves the oracle built there reproduces the PyTorch golden intermediates (fp32, 1e-5).
-DSV2=$BUILD/bin/dsv2
-if skipped compare; then
-  record "d. dsv2 compare (golden lite)" SKIP 0 "GPU_CHECK_SKIP"
-elif [ ! -x "$DSV2" ]; then
-  record "d. dsv2 compare (golden lite)" FAIL 0 "no $DSV2"
-elif ! "$DSV2" --help 2>/dev/null | grep -qE "^ +compare( |$)"; then
-  record "d. dsv2 compare (golden lite)" N/A 0 "this dsv2 has no compare subcommand"
-else
-  run compare 90 "$DSV2" compare --model data/golden/lite --against data/golden/lite/golden.safetensors
-  record "d. dsv2 compare (golden lite)" "$(verdict)" "$SECS" "$(budget_note "$(grep -v '^ *$' "$STEPLOGS/compare.log" | tail -n 1 | cut -c1-140)")"
-  [ "$RC" = 0 ] || show_tail compare 20
-fi
-
-# --- f. the CPU suite -----------------------------------------------------------------------------
-# Proves the oracle and the host logic on the device's compiler and CPU (CI proves them on its own).
-if skipped cpu-tests; then
-  record "f. CPU tests (ctest -LE gpu)" SKIP 0 "GPU_CHECK_SKIP"
-else
-  run cpu-tests 300 ctest --test-dir "$BUILD" -LE gpu -j "$JOBS" --output-on-failure --timeout 240
-  log=$STEPLOGS/cpu-tests.log
-  note=$(grep -m1 -E "tests passed, [0-9]+ tests failed out of" "$log")
-  failed=$(sed -n '/The following tests FAILED/,$p' "$log" | grep -E "^\s+[0-9]+ - " | sed -E 's/^\s+[0-9]+ - //' | head -n 5 | tr '\n' ';')
-  record "f. CPU tests (ctest -LE gpu)" "$(verdict)" "$SECS" "$(budget_note "$note${failed:+ — failed: $failed}")"
-  [ "$RC" = 0 ] || show_tail cpu-tests 30
-fi
-
-# --- e. benchmarks --------------------------------------------------------------------------------
-# For the record only (nothing is judged): the CPU oracle's speed on the device's 16 cores.
-if skipped bench; then
-  record "e. CPU bench (V2-Lite, 2 layers)" SKIP 0 "GPU_CHECK_SKIP"
-elif [ ! -x "$DSV2" ]; then
-  record "e. CPU bench (V2-Lite, 2 layers)" FAIL 0 "no $DSV2"
-else
-  run bench 150 "$DSV2" bench --preset deepseek-v2-lite --layers 2 --prefill 256 --contexts 1024 --steps 4 \
-      --threads "$JOBS" --json "$RESULTS/bench-cpu.json"
-  record "e. CPU bench (V2-Lite, 2 layers)" "$(verdict)" "$SECS" "$(budget_note "$(grep -E '^ +(prefill|decode) .*absorbed' "$STEPLOGS/bench.log" | sed -E 's/ +/ /g; s/^ //; s/ \(.*//' | tr '\n' ';' | cut -c1-140)")"
-  [ "$RC" = 0 ] || show_tail bench 20
-fi
-
 # ==== GPU BENCHMARKS: EXTEND HERE ==================================================================
-# MLA decode at FlashMLA's shapes (B = 128, s_k ∈ {4096, 8192}, n_h ∈ {16, 128}, bf16): ours
+# For the record (nothing is judged, a failure stops nothing); each JSON comes back from $RESULTS
+# (at most 8 files come back: gpu-check.log, summary.md, moe-bench.json, moe-bench-torch.json,
+# gpu-bench.json, gpu-bench-torch.json, bench-cpu.json).
+#
+# e1. The DeepSeekMoE layer at V2-Lite shapes (decode B = 1, 8, 64 in GB/s of expert weights read
+# against the HBM datasheet and a device copy; prefill of 4096 tokens in TFLOP/s against cuBLAS
+# GEMMs of the same size) and whole-model decode tokens/s (the first 4 layers of V2-Lite, bf16,
+# contexts 512 and 4096): ours (build-gpu/bin/dsv2_gpu_moe_bench, bench/moe_bench.cpp), then the
+# PyTorch peer on the same GPU and config (tools/bench/moe_torch.py: transformers' DeepseekV2,
+# eager, bf16), which prints the ratio tables against ours. See cuda/README.md, "Benchmark: the MoE
+# layer and whole-model decode". Expected about 45 s each (of ours, about 25 s build the 4-layer
+# engine's weights on the host); caps 120 s each.
+# json_note FILE WHAT — one line from a bench JSON for the table (python3; empty without it).
+json_note() {
+  command -v python3 >/dev/null 2>&1 || return 0
+  python3 - "$1" "$2" <<'PY' 2>/dev/null
+import json, sys
+d = json.load(open(sys.argv[1]))
+out = []
+if sys.argv[2] == "moe":
+    for r in d.get("moe_layer", []):
+        if r["dtype"] != "bf16":
+            continue
+        if r["phase"] == "decode":
+            out.append(f"B={r['T']} {r['gbs']:.0f} GB/s")
+        else:
+            g = f" ({r['percent_of_gemm']:.0f}% of GEMM)" if "percent_of_gemm" in r else ""
+            out.append(f"T={r['T']} {r['tflops']:.0f} TFLOP/s{g}")
+    for r in (d.get("model") or {}).get("decode", []):
+        out.append(f"model@{r['context']} {r['tokens_per_s']:.0f} tok/s")
+else:
+    a = d.get("against") or {}
+    for r in a.get("moe_layer", []):
+        if r["dtype"] == "bf16" and r["experts"] in ("eager", "installed") and r["T"] in (1, 64, 4096):
+            out.append(f"{r['phase']} {r['T']}: torch/dsv2 {r['torch_over_dsv2']:.2f}")
+    for r in a.get("model", []):
+        if r["experts"] in ("eager", "installed"):
+            out.append(f"model@{r['context']}: dsv2/torch {r['dsv2_over_torch']:.2f}")
+    if not a:
+        out.append("no ratio table")
+print("; ".join(out))
+PY
+}
+MOE_BENCH=$BUILD/bin/dsv2_gpu_moe_bench
+if skipped moe-bench; then
+  record "e. GPU bench: MoE (dsv2_gpu_moe_bench)" SKIP 0 "GPU_CHECK_SKIP"
+  record "e. GPU bench: MoE (PyTorch peer)" SKIP 0 "GPU_CHECK_SKIP"
+else
+  if [ ! -x "$MOE_BENCH" ] && [ -f "$BUILD/CMakeCache.txt" ] && [ -d "$BUILD/bench" ]; then
+    run moe-bench-build 120 cmake --build "$BUILD" -j "$JOBS" --target dsv2_gpu_moe_bench
+  fi
+  rm -f "$RESULTS/moe-bench.json"
+  if [ ! -x "$MOE_BENCH" ]; then
+    record "e. GPU bench: MoE (dsv2_gpu_moe_bench)" FAIL 0 "no $MOE_BENCH (not built)"
+  else
+    run moe-bench 120 "$MOE_BENCH" --json "$RESULTS/moe-bench.json"
+    r=$(verdict); note=""; [ -s "$RESULTS/moe-bench.json" ] && note=$(json_note "$RESULTS/moe-bench.json" moe)
+    [ "$RC" = 77 ] && { note=$(grep -m1 -o 'SKIPPED: .*' "$STEPLOGS/moe-bench.log"); [ "$HAVE_GPU" = 1 ] && r=FAIL; }
+    record "e. GPU bench: MoE (dsv2_gpu_moe_bench)" "$r" "$SECS" "$(budget_note "$note")"
+    [ "$RC" = 0 ] || show_tail moe-bench 20
+  fi
+  if ! command -v python3 >/dev/null 2>&1; then
+    record "e. GPU bench: MoE (PyTorch peer)" N/A 0 "no python3"
+  else
+    against=(); [ -s "$RESULTS/moe-bench.json" ] && against=(--against "$RESULTS/moe-bench.json")
+    run moe-bench-torch 120 env PYTHONUNBUFFERED=1 python3 "$ROOT/tools/bench/moe_torch.py" \
+        --json "$RESULTS/moe-bench-torch.json" "${against[@]}"
+    r=$(verdict); note=""; [ -s "$RESULTS/moe-bench-torch.json" ] && note=$(json_note "$RESULTS/moe-bench-torch.json" torch)
+    [ "$RC" = 77 ] && { note=$(grep -m1 -o 'SKIPPED: .*' "$STEPLOGS/moe-bench-torch.log"); [ "$HAVE_GPU" = 1 ] && r=FAIL; }
+    record "e. GPU bench: MoE (PyTorch peer)" "$r" "$SECS" "$(budget_note "$note")"
+    [ "$RC" = 0 ] || show_tail moe-bench-torch 20
+  fi
+fi
+
+# e2. MLA decode at FlashMLA's shapes (B = 128, s_k ∈ {4096, 8192}, n_h ∈ {16, 128}, bf16): ours
 # (build-gpu/bin/dsv2_gpu_bench, bench/mla_decode_bench.cu) and the PyTorch peer on the same GPU
 # in the same run (tools/bench/mla_decode_torch.py, which prints the ratio table against ours).
 # See cuda/README.md, "Benchmark: MLA decode at FlashMLA's shapes". Small budget: ≤ 60 s for
@@ -440,6 +525,41 @@ else
 fi
 # ==== END GPU BENCHMARKS ===========================================================================
 
+# --- f. what CI proves too: the rest of the tree, the CPU suite, a CPU benchmark -------------------
+if skipped build-all; then
+  record "f. build: everything" SKIP 0 "GPU_CHECK_SKIP"
+elif [ ! -f "$BUILD/CMakeCache.txt" ]; then
+  record "f. build: everything" FAIL 0 "not configured"
+else
+  run build-all 360 cmake --build "$BUILD" -j "$JOBS" "${KEEP_GOING[@]}"
+  record "f. build: everything" "$(verdict)" "$SECS" "$(budget_note)"
+  [ "$RC" = 0 ] || show_tail build-all 40
+fi
+
+# Proves the oracle and the host logic on the device's compiler and CPU (CI proves them on its own).
+if skipped cpu-tests; then
+  record "f. CPU tests (ctest -LE gpu)" SKIP 0 "GPU_CHECK_SKIP"
+else
+  run cpu-tests 300 ctest --test-dir "$BUILD" -LE gpu -j "$JOBS" --output-on-failure --timeout 240
+  log=$STEPLOGS/cpu-tests.log
+  note=$(grep -m1 -E "tests passed, [0-9]+ tests failed out of" "$log")
+  failed=$(sed -n '/The following tests FAILED/,$p' "$log" | grep -E "^\s+[0-9]+ - " | sed -E 's/^\s+[0-9]+ - //' | head -n 5 | tr '\n' ';')
+  record "f. CPU tests (ctest -LE gpu)" "$(verdict)" "$SECS" "$(budget_note "$note${failed:+ — failed: $failed}")"
+  [ "$RC" = 0 ] || show_tail cpu-tests 30
+fi
+
+# For the record only (nothing is judged): the CPU oracle's speed on the device's 16 cores.
+if skipped bench; then
+  record "f. CPU bench (V2-Lite, 2 layers)" SKIP 0 "GPU_CHECK_SKIP"
+elif [ ! -x "$DSV2" ]; then
+  record "f. CPU bench (V2-Lite, 2 layers)" FAIL 0 "no $DSV2"
+else
+  run bench 150 "$DSV2" bench --preset deepseek-v2-lite --layers 2 --prefill 256 --contexts 1024 --steps 4 \
+      --threads "$JOBS" --json "$RESULTS/bench-cpu.json"
+  record "f. CPU bench (V2-Lite, 2 layers)" "$(verdict)" "$SECS" "$(budget_note "$(grep -E '^ +(prefill|decode) .*absorbed' "$STEPLOGS/bench.log" | sed -E 's/ +/ /g; s/^ //; s/ \(.*//' | tr '\n' ';' | cut -c1-140)")"
+  [ "$RC" = 0 ] || show_tail bench 20
+fi
+
 # --- summary --------------------------------------------------------------------------------------
 TOTAL=$(( $(date +%s) - T0 ))
 if [ "$FAILED" = 0 ]; then OVERALL="PASS"; else OVERALL="FAIL ($FAILED steps failed or timed out)"; fi
@@ -470,6 +590,16 @@ DATE=$(date -u +%Y-%m-%d)
     grep -E "^dsv2 bench: preset|^  " "$STEPLOGS/bench.log" | head -n 40
     echo '```'
   fi
+  for b in moe-bench moe-bench-torch; do
+    if [ -f "$STEPLOGS/$b.log" ] && grep -qE "^(dsv2_gpu_moe_bench|moe_torch): DeepSeekMoE" "$STEPLOGS/$b.log"; then
+      echo
+      echo "## GPU bench: $b (the MoE layer at V2-Lite shapes, whole-model decode)"
+      echo
+      echo '```'
+      sed -n '/^\(dsv2_gpu_moe_bench\|moe_torch\): DeepSeekMoE/,$p' "$STEPLOGS/$b.log" | grep -vE "^(moe_torch|dsv2_gpu_moe_bench): (MoE layer,|whole model)" | head -n 60
+      echo '```'
+    fi
+  done
   for b in gpu-bench gpu-bench-torch; do
     if [ -f "$STEPLOGS/$b.log" ] && grep -qE "^(dsv2_gpu_bench|mla_decode_torch): MLA" "$STEPLOGS/$b.log"; then
       echo
