@@ -459,6 +459,14 @@ void print_json(const Described& d, const Comparison& c, double bound) {
     std::cout << j.dump(2) << "\n";
 }
 
+// The table or (--json) the document; exit 0 when every row passes, else 1.
+int report(bool json, const Described& d, const Comparison& c, double bound) {
+    if (json) print_json(d, c, bound);
+    else print_table(d, c, bound);
+    std::fflush(stdout);
+    return c.ok() ? 0 : 1;
+}
+
 std::string tokens_text(const std::vector<int32_t>& tokens) {
     std::string s;
     for (int32_t t : tokens) s += (s.empty() ? "" : ",") + std::to_string(t);
@@ -519,10 +527,7 @@ int compare_file(const CompareOptions& o) {
                 {"tokens", tokens},
                 {"prefill", prefill}}},
               {"dtype", o.dtype}};
-    if (o.json) print_json(d, c, bound);
-    else print_table(d, c, bound);
-    std::fflush(stdout);
-    return c.ok() ? 0 : 1;
+    return report(o.json, d, c, bound);
 }
 
 // Without --against: the engine on --device against the oracle, every intermediate required.
@@ -581,10 +586,7 @@ int compare_engine(const CompareOptions& o) {
                 {"default_tokens", o.tokens.empty()},
                 {"prefill", prefill}}},
               {"dtype", o.dtype}};
-    if (o.json) print_json(d, c, bound);
-    else print_table(d, c, bound);
-    std::fflush(stdout);
-    return c.ok() ? 0 : 1;
+    return report(o.json, d, c, bound);
 }
 
 }  // namespace
