@@ -23,7 +23,9 @@
 //            bf16 GEMM), roofline floor = the larger; "% of floor" = floor / time
 //   copy     cudaMemcpy device → device of --copy-gib GiB (default 2), median of 5 after one
 //            warm-up; GB/s counts the bytes read plus the bytes written
-// Without a CUDA device it prints "SKIPPED: …" and exits 77.
+// Without a CUDA device it prints "SKIPPED: …" and exits 77. The random fill, the event timing,
+// the copy, the median and the option loop are shared with dsv2_gpu_moe_bench (bench_device.hpp,
+// bench_common.hpp); the MLA shapes, bytes, FLOPs and floors are this file's.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -33,11 +35,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "bench_common.hpp"
+#include "bench_device.hpp"
 #include "dsv2/cuda/buffer.cuh"
 #include "dsv2/cuda/check.cuh"
 #include "dsv2/cuda/mla.cuh"
@@ -46,32 +49,9 @@
 #include "dsv2/cuda/paged.hpp"
 
 using namespace dsv2::cuda;
+namespace bench = dsv2::bench;
 
 namespace {
-
-// ---------------------------------------------------------------------------------------------
-// Random fill on the device (a counter hash; the host would need seconds for 1.2 GB)
-
-__device__ __forceinline__ uint32_t hash32(uint64_t i, uint32_t seed) {
-    uint64_t z = i * 0x9E3779B97F4A7C15ull + (uint64_t(seed) << 32 | seed);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return uint32_t((z ^ (z >> 31)) >> 32);
-}
-
-/// x[i] = scale · (uniform in [−1, 1)) as bf16.
-__global__ void fill_uniform_bf16_kernel(__nv_bfloat16* x, int64_t n, uint32_t seed, float scale) {
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-        const float u = float(hash32(uint64_t(i), seed)) * (1.f / 2147483648.f) - 1.f;
-        x[i] = __float2bfloat16_rn(scale * u);
-    }
-}
-
-void fill_uniform(__nv_bfloat16* x, int64_t n, uint32_t seed, float scale) {
-    if (n == 0) return;
-    fill_uniform_bf16_kernel<<<1024, 256>>>(x, n, seed, scale);
-    DSV2_LAUNCH_CHECK(fill_uniform_bf16_kernel);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -89,18 +69,6 @@ struct Options {
     double copy_gib = 2.0;
 };
 
-std::vector<int> parse_list(const std::string& s) {
-    std::vector<int> v;
-    size_t p = 0;
-    while (p <= s.size()) {
-        const size_t q = s.find(',', p);
-        v.push_back(std::stoi(s.substr(p, q == std::string::npos ? std::string::npos : q - p)));
-        if (q == std::string::npos) break;
-        p = q + 1;
-    }
-    return v;
-}
-
 void usage() {
     std::printf(
         "usage: dsv2_gpu_bench [--json FILE] [--batch 128] [--seq 4096,8192] [--heads 16,128]\n"
@@ -111,92 +79,20 @@ void usage() {
 }
 
 Options parse(int argc, char** argv) {
+    using bench::option;
     Options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto val = [&]() -> std::string {
-            if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
-            return argv[++i];
-        };
-        if (a == "--json") o.json = val();
-        else if (a == "--batch") o.batch = std::stoi(val());
-        else if (a == "--seq") o.seqs = parse_list(val());
-        else if (a == "--heads") o.heads = parse_list(val());
-        else if (a == "--iters") o.iters = std::stoi(val());
-        else if (a == "--warmup") o.warmup = std::stoi(val());
-        else if (a == "--sets") o.sets = std::stoi(val());
-        else if (a == "--hbm-bw") o.hbm_bw = std::stod(val());
-        else if (a == "--bf16-flops") o.bf16_flops = std::stod(val());
-        else if (a == "--copy-gib") o.copy_gib = std::stod(val());
-        else if (a == "-h" || a == "--help") { usage(); std::exit(0); }
-        else throw std::invalid_argument("unknown option " + a);
-    }
+    bench::parse_options(argc, argv,
+                         {option("--json", o.json), option("--batch", o.batch), option("--seq", o.seqs),
+                          option("--heads", o.heads), option("--iters", o.iters), option("--warmup", o.warmup),
+                          option("--sets", o.sets), option("--hbm-bw", o.hbm_bw), option("--bf16-flops", o.bf16_flops),
+                          option("--copy-gib", o.copy_gib)},
+                         usage);
     if (o.batch < 1 || o.iters < 1 || o.warmup < 0 || o.sets < 1 || o.hbm_bw <= 0 || o.bf16_flops <= 0 || o.copy_gib < 0)
         throw std::invalid_argument("--batch, --iters, --sets must be ≥ 1, --warmup ≥ 0, rates > 0, --copy-gib ≥ 0");
+    if (o.seqs.empty() || o.heads.empty()) throw std::invalid_argument("--seq and --heads need at least one value");
     for (int s : o.seqs) if (s < 1) throw std::invalid_argument("--seq values must be ≥ 1");
     for (int h : o.heads) if (h < 1) throw std::invalid_argument("--heads values must be ≥ 1");
     return o;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Timing
-
-/// CUDA events, destroyed with their owner.
-struct Events {
-    std::vector<cudaEvent_t> e;
-    explicit Events(int n) : e(size_t(n), nullptr) {
-        for (cudaEvent_t& x : e) CUDA_CHECK(cudaEventCreate(&x));
-    }
-    ~Events() {
-        for (cudaEvent_t x : e)
-            if (x) cudaEventDestroy(x);
-    }
-    Events(const Events&) = delete;
-    Events& operator=(const Events&) = delete;
-};
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n == 0 ? 0.0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
-}
-
-/// Seconds of each of `reps` calls of f(rep), each between two events on the default stream.
-std::vector<double> time_each(int reps, const std::function<void(int)>& f) {
-    Events start(reps), stop(reps);
-    for (int r = 0; r < reps; ++r) {
-        CUDA_CHECK(cudaEventRecord(start.e[size_t(r)], nullptr));
-        f(r);
-        CUDA_CHECK(cudaEventRecord(stop.e[size_t(r)], nullptr));
-    }
-    CUDA_CHECK(cudaDeviceSynchronize());
-    std::vector<double> s(static_cast<size_t>(reps));
-    for (int r = 0; r < reps; ++r) {
-        float ms = 0;
-        CUDA_CHECK(cudaEventElapsedTime(&ms, start.e[size_t(r)], stop.e[size_t(r)]));
-        s[size_t(r)] = ms * 1e-3;
-    }
-    return s;
-}
-
-struct CopyResult {
-    double bytes = 0, median_s = 0, gbs = 0;  // bytes: read + written
-};
-
-CopyResult measure_copy(double gib) {
-    CopyResult c;
-    const size_t n = size_t(gib * 1073741824.0);
-    if (n == 0) return c;
-    DeviceBuffer<unsigned char> src(n), dst(n);
-    CUDA_CHECK(cudaMemset(src.data(), 0x5A, n));
-    CUDA_CHECK(cudaMemcpy(dst.data(), src.data(), n, cudaMemcpyDeviceToDevice));  // warm-up
-    const auto t = time_each(5, [&](int) {
-        CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), n, cudaMemcpyDeviceToDevice, nullptr));
-    });
-    c.bytes = 2.0 * double(n);
-    c.median_s = median(t);
-    c.gbs = c.bytes / c.median_s / 1e9;
-    return c;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -229,9 +125,10 @@ Result bench_shape(const Options& o, int B, int s_k, int n_h, int num_sm) {
                     DeviceBuffer<__nv_bfloat16>(size_t(B) * n_h * d_c), DeviceBuffer<__nv_bfloat16>(size_t(B) * n_h * d_R),
                     DeviceBuffer<int32_t>(bt.table)};
         const uint32_t seed = uint32_t(1000 * s + n_h + s_k);
-        fill_uniform(in.cache.data(), int64_t(in.cache.size()), seed * 3 + 1, 0.1f);
-        fill_uniform(in.q_abs.data(), int64_t(in.q_abs.size()), seed * 3 + 2, 0.1f);
-        fill_uniform(in.q_pe.data(), int64_t(in.q_pe.size()), seed * 3 + 3, 0.1f);
+        // on the device by a counter hash (the host would need seconds for 1.2 GB)
+        bench::device_fill_uniform(in.cache.data(), int64_t(in.cache.size()), true, seed * 3 + 1, 0.1f);
+        bench::device_fill_uniform(in.q_abs.data(), int64_t(in.q_abs.size()), true, seed * 3 + 2, 0.1f);
+        bench::device_fill_uniform(in.q_pe.data(), int64_t(in.q_pe.size()), true, seed * 3 + 3, 0.1f);
         sets.push_back(std::move(in));
     }
     DeviceBuffer<WorkItem> items(plan.items);
@@ -251,12 +148,12 @@ Result bench_shape(const Options& o, int B, int s_k, int n_h, int num_sm) {
     };
     for (int r = 0; r < o.warmup; ++r) launch(r);
     CUDA_CHECK(cudaDeviceSynchronize());
-    const std::vector<double> t = time_each(o.iters, launch);
+    const std::vector<double> t = bench::time_each(o.iters, launch);
 
     Result res{};
     res.B = B, res.s_k = s_k, res.n_h = n_h, res.d_c = d_c, res.d_R = d_R, res.block_tokens = layout.block_tokens;
     res.n_items = int(plan.items.size()), res.total_splits = plan.total_splits(), res.iters = o.iters, res.sets = o.sets;
-    res.median_s = median(t);
+    res.median_s = bench::median(t);
     res.min_s = *std::min_element(t.begin(), t.end());
     res.bytes = double(B) * s_k * width * 2 + double(B) * n_h * width * 2 + double(B) * n_h * (d_c + 1) * 4;
     res.flops = 2.0 * B * n_h * double(s_k) * (width + d_c);
@@ -278,13 +175,7 @@ std::string json_escape(const std::string& s) {
 
 int main(int argc, char** argv) {
     Options o;
-    try {
-        o = parse(argc, argv);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "dsv2_gpu_bench: %s\n", e.what());
-        usage();
-        return 2;
-    }
+    if (!bench::parse_or_usage(o, parse, argc, argv, "dsv2_gpu_bench", usage)) return 2;
     if (!announce_device()) return kSkipExitCode;  // prints "SKIPPED: no CUDA device (why)"
     try {
         int dev = 0, num_sm = 0;
@@ -293,7 +184,7 @@ int main(int argc, char** argv) {
         const std::string device = device_name();
 
         std::fprintf(stderr, "dsv2_gpu_bench: device copy %.1f GiB\n", o.copy_gib);
-        const CopyResult copy = measure_copy(o.copy_gib);
+        const bench::CopyResult copy = bench::measure_copy(o.copy_gib);
 
         std::vector<Result> results;
         for (int s_k : o.seqs)

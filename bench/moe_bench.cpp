@@ -30,7 +30,7 @@
 //               FLOPs = 2·T·K·3·d·d_e + 2·T·3·d·(N_s·d_e) + 2·T·d·N_r
 //             beside (i) the dense equivalent of the expert products run as two plain cuBLAS
 //             GEMMs in the same run (T·(K + N_s) rows through one [2·d_e, d] and one [d, d_e]
-//             matrix, same storage type, fp32 output and accumulation; moe_bench_device.hpp)
+//             matrix, same storage type, fp32 output and accumulation; bench_device.hpp)
 //             and (ii) the dense peak: --bf16-flops (790e12, the measured bf16 GEMM rate of
 //             /work/shared/spec/performance.md; datasheet ~990e12) or --fp32-flops (67e12).
 // 2. The whole model: an Engine on the same preset cut to its first --layers (default 4: the
@@ -47,6 +47,9 @@
 // `--json FILE` writes every figure. Without a CUDA device it prints "SKIPPED: …" and exits 77.
 // `--dry-run` runs the same code on HostBackend (the CPU twins) at the tiny preset: it checks the
 // bookkeeping on any machine, proves nothing about speed, and measures no copy and no GEMM.
+// Its device helpers (random fills, the copy, the reference GEMMs: bench_device.hpp, built from
+// bench_device.cu) and host ones (the hash, the median, the option loop: bench_common.hpp) are in
+// files shared with dsv2_gpu_bench.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -67,7 +70,8 @@
 #include "dsv2/cuda/ops.hpp"
 #include "dsv2/cuda/paged.hpp"
 #include "dsv2/weights.hpp"
-#include "moe_bench_device.hpp"
+#include "bench_common.hpp"
+#include "bench_device.hpp"
 
 using namespace dsv2;
 using namespace dsv2::cuda;
@@ -80,17 +84,8 @@ const char* kTool = "dsv2_gpu_moe_bench";
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n == 0 ? 0.0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
-}
-
-double mean(const std::vector<double>& v) {
-    double s = 0;
-    for (double x : v) s += x;
-    return v.empty() ? 0.0 : s / double(v.size());
-}
+using bench::mean;
+using bench::median;
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -112,31 +107,7 @@ struct Options {
     uint64_t seed = 1;
 };
 
-std::vector<int> parse_ints(const std::string& s) {
-    std::vector<int> v;
-    size_t p = 0;
-    while (p < s.size()) {
-        const size_t q = s.find(',', p);
-        const std::string item = s.substr(p, q == std::string::npos ? std::string::npos : q - p);
-        if (!item.empty()) v.push_back(std::stoi(item));
-        if (q == std::string::npos) break;
-        p = q + 1;
-    }
-    return v;
-}
-
-std::vector<WeightType> parse_types(const std::string& s) {
-    std::vector<WeightType> v;
-    size_t p = 0;
-    while (p < s.size()) {
-        const size_t q = s.find(',', p);
-        const std::string item = s.substr(p, q == std::string::npos ? std::string::npos : q - p);
-        if (!item.empty()) v.push_back(weight_type_from_string(item));
-        if (q == std::string::npos) break;
-        p = q + 1;
-    }
-    return v;
-}
+std::vector<WeightType> parse_types(const std::string& s) { return bench::parse_list(s, weight_type_from_string); }
 
 void usage() {
     std::printf(
@@ -152,43 +123,26 @@ void usage() {
 }
 
 Options parse(int argc, char** argv) {
+    using bench::option;
     Options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto val = [&]() -> std::string {
-            if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
-            return argv[++i];
-        };
-        if (a == "--json") o.json = val();
-        else if (a == "--preset") o.preset = val();
-        else if (a == "--backend") o.backend = val();
-        else if (a == "--decode") o.decode = parse_ints(val());
-        else if (a == "--prefill") o.prefill = std::stoi(val());
-        else if (a == "--dtypes") o.dtypes = parse_types(val());
-        else if (a == "--iters") o.iters = std::stoi(val());
-        else if (a == "--prefill-iters") o.prefill_iters = std::stoi(val());
-        else if (a == "--warmup") o.warmup = std::stoi(val());
-        else if (a == "--sets") o.sets = std::stoi(val());
-        else if (a == "--layers") o.layers = std::stoi(val());
-        else if (a == "--contexts") o.contexts = parse_ints(val());
-        else if (a == "--steps") o.steps = std::stoi(val());
-        else if (a == "--step-warmup") o.step_warmup = std::stoi(val());
-        else if (a == "--model-dtype") o.model_dtype = weight_type_from_string(val());
-        else if (a == "--hbm-bw") o.hbm_bw = std::stod(val());
-        else if (a == "--bf16-flops") o.bf16_flops = std::stod(val());
-        else if (a == "--fp32-flops") o.fp32_flops = std::stod(val());
-        else if (a == "--copy-gib") o.copy_gib = std::stod(val());
-        else if (a == "--no-gemm") o.gemm = false;
-        else if (a == "--seed") o.seed = std::stoull(val());
-        else if (a == "--dry-run") {
-            o.backend = "host", o.preset = "tiny", o.decode = {1, 8}, o.prefill = 64, o.iters = 3, o.prefill_iters = 2;
-            o.warmup = 1, o.layers = 3, o.contexts = {16, 64}, o.steps = 3, o.step_warmup = 1, o.copy_gib = 0;
-            o.gemm = false;
-        } else if (a == "-h" || a == "--help") {
-            usage();
-            std::exit(0);
-        } else throw std::invalid_argument("unknown option " + a);
-    }
+    bench::parse_options(
+        argc, argv,
+        {option("--json", o.json), option("--preset", o.preset), option("--backend", o.backend),
+         option("--decode", o.decode), option("--prefill", o.prefill), option("--dtypes", o.dtypes, parse_types),
+         option("--iters", o.iters), option("--prefill-iters", o.prefill_iters), option("--warmup", o.warmup),
+         option("--sets", o.sets), option("--layers", o.layers), option("--contexts", o.contexts),
+         option("--steps", o.steps), option("--step-warmup", o.step_warmup),
+         option("--model-dtype", o.model_dtype, weight_type_from_string), option("--hbm-bw", o.hbm_bw),
+         option("--bf16-flops", o.bf16_flops), option("--fp32-flops", o.fp32_flops),
+         option("--copy-gib", o.copy_gib), bench::flag("--no-gemm", [&o] { o.gemm = false; }),
+         option("--seed", o.seed),
+         bench::flag("--dry-run",
+                     [&o] {
+                         o.backend = "host", o.preset = "tiny", o.decode = {1, 8}, o.prefill = 64, o.iters = 3;
+                         o.prefill_iters = 2, o.warmup = 1, o.layers = 3, o.contexts = {16, 64}, o.steps = 3;
+                         o.step_warmup = 1, o.copy_gib = 0, o.gemm = false;
+                     })},
+        usage);
     if (o.backend != "cuda" && o.backend != "host") throw std::invalid_argument("--backend must be cuda or host");
     if (o.iters < 1 || o.prefill_iters < 1 || o.warmup < 0 || o.sets < 1 || o.layers < 0 || o.steps < 1 ||
         o.step_warmup < 0 || o.prefill < 0 || o.copy_gib < 0 || o.hbm_bw <= 0 || o.bf16_flops <= 0 || o.fp32_flops <= 0)
@@ -204,13 +158,6 @@ Options parse(int argc, char** argv) {
 // Random fills of backend memory: on the GPU by a kernel (gigabytes in milliseconds), on the
 // host backend by the same hash on the CPU.
 
-uint32_t hash32(uint64_t i, uint32_t seed) {
-    uint64_t z = i * 0x9E3779B97F4A7C15ull + (uint64_t(seed) << 32 | seed);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return uint32_t((z ^ (z >> 31)) >> 32);
-}
-
 struct Filler {
     Backend& be;
     bool device;
@@ -221,7 +168,7 @@ struct Filler {
         }
         std::vector<float> v(static_cast<size_t>(n));
         for (int64_t i = 0; i < n; ++i)
-            v[size_t(i)] = scale * (float(hash32(uint64_t(i), seed)) * (1.f / 2147483648.f) - 1.f);
+            v[size_t(i)] = scale * bench::uniform_pm1(uint64_t(i), seed);
         if (t == WeightType::f32) {
             be.upload(p, v.data(), v.size() * sizeof(float));
             return;
@@ -523,13 +470,7 @@ json config_json(const Config& c) {
 
 int main(int argc, char** argv) {
     Options o;
-    try {
-        o = parse(argc, argv);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "%s: %s\n", kTool, e.what());
-        usage();
-        return 2;
-    }
+    if (!bench::parse_or_usage(o, parse, argc, argv, kTool, usage)) return 2;
     const bool on_gpu = o.backend == "cuda";
     if (on_gpu && !announce_device()) return kSkipExitCode;  // prints "SKIPPED: no CUDA device (why)"
     try {

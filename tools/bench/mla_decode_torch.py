@@ -20,12 +20,17 @@ PyTorch version moves: its gather alone writes and re-reads the whole cache once
 and each beside its roofline floor. Without torch or without a CUDA device it prints
 "SKIPPED: ..." and exits 77 (except --dry-run, which needs only torch).
 """
+# The device copy, the event timing, the skip and the JSON/table plumbing it shares with
+# moe_torch.py are in bench_common.py, beside it.
 import argparse
-import json
 import math
+import os
 import statistics
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_common as common  # noqa: E402
 
 D_C, D_R, BLOCK = 512, 64, 64
 WIDTH = D_C + D_R
@@ -114,10 +119,7 @@ def result_row(B, s_k, n_h, times, hbm_bw, bf16_flops, extra=None):
 def print_table(doc):
     print(f"mla_decode_torch: MLA decode in PyTorch {doc.get('torch_version', '?')} eager ({doc['impl']}) "
           f"on {doc['device']}")
-    c = doc.get("copy") or {}
-    if c.get("bytes"):
-        print(f"  device copy: {c['bytes'] / 2 / 2**30:.1f} GiB in {c['median_s'] * 1e3:.3f} ms = "
-              f"{c['gbs']:.0f} GB/s (read + write)")
+    common.print_copy(doc.get("copy"))
     print(f"  floors from: HBM {doc['hbm_bytes_per_s'] / 1e9:.0f} GB/s, bf16 {doc['bf16_flops_per_s'] / 1e12:.0f} "
           f"TFLOP/s; median of {doc['iters']} calls, {doc['sets']} rotated input sets")
     print(f"  {'B':>4} {'s_k':>6} {'n_h':>4} {'median µs':>11} {'min µs':>9} {'GB/s':>8} {'TFLOP/s':>8} "
@@ -129,8 +131,7 @@ def print_table(doc):
 
 def against(doc, path):
     """Ratio table vs dsv2_gpu_bench's JSON; returns the rows (also stored in doc['against'])."""
-    with open(path) as f:
-        ours = json.load(f)
+    ours = common.load_json(path)
     by_shape = {(r["B"], r["s_k"], r["n_h"]): r for r in ours.get("results", [])}
     rows = []
     print()
@@ -150,9 +151,7 @@ def against(doc, path):
                      "dsv2_percent_of_floor": d["percent_of_floor"], "torch_percent_of_floor": t["percent_of_floor"]})
         print(f"  {key[0]:4d} {key[1]:6d} {key[2]:4d} {d['median_us']:10.1f} {t['median_us']:10.1f} {ratio:10.2f} "
               f"{t['floor_us']:10.1f} {d['percent_of_floor']:10.1f}% {t['percent_of_floor']:11.1f}%")
-    dc, tc = (ours.get("copy") or {}).get("gbs"), (doc.get("copy") or {}).get("gbs")
-    if dc and tc:
-        print(f"  device copy: dsv2_gpu_bench {dc:.0f} GB/s, PyTorch {tc:.0f} GB/s (read + write)")
+    common.print_copy_ratio(ours, doc, "dsv2_gpu_bench")
     doc["against"] = {"file": path, "rows": rows}
     return rows
 
@@ -182,7 +181,7 @@ def dry_run(torch, args):
         times.append(time.perf_counter() - t0)
     doc = {"tool": "mla_decode_torch", "op": "mla_decode_absorbed", "impl": "torch eager, dry run on the CPU (fp32)",
            "device": "cpu", "torch_version": torch.__version__, "hbm_bytes_per_s": args.hbm_bw,
-           "bf16_flops_per_s": args.bf16_flops, "copy": {"bytes": 0, "median_s": 0, "gbs": 0},
+           "bf16_flops_per_s": args.bf16_flops, "copy": dict(common.NO_COPY),
            "iters": len(times), "warmup": 0, "sets": 1,
            "results": [result_row(B, s_k, n_h, times, args.hbm_bw, args.bf16_flops)]}
     print_table(doc)
@@ -209,49 +208,24 @@ def main():
         import torch
     except ImportError as e:
         print(f"SKIPPED: no torch ({e})")
-        return 77
+        return common.SKIP_EXIT
     if args.dry_run:
         doc, ok = dry_run(torch, args)
     else:
-        if not torch.cuda.is_available():
-            print("SKIPPED: torch.cuda.is_available() is False (no CUDA device for PyTorch)")
-            return 77
+        if common.cuda_missing(torch):
+            return common.SKIP_EXIT
         doc, ok = run_gpu(torch, args), True
-    if args.against:
-        against(doc, args.against)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
+    common.finish(doc, args, against)
     return 0 if ok else 1
-
-
-def time_calls(torch, n, fn):
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
-    stops = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
-    for r in range(n):
-        starts[r].record()
-        fn(r)
-        stops[r].record()
-    torch.cuda.synchronize()
-    return [s.elapsed_time(e) * 1e-3 for s, e in zip(starts, stops)]
 
 
 def run_gpu(torch, args):
     dev = "cuda"
     props = torch.cuda.get_device_properties(0)
-    copy = {"bytes": 0, "median_s": 0, "gbs": 0}
-    n = int(args.copy_gib * 2**30)
-    if n > 0:
-        src = torch.empty(n, dtype=torch.uint8, device=dev).fill_(0x5A)
-        dst = torch.empty_like(src)
-        dst.copy_(src)
-        t = time_calls(torch, 5, lambda r: dst.copy_(src))
-        copy = {"bytes": 2.0 * n, "median_s": statistics.median(t), "gbs": 2.0 * n / statistics.median(t) / 1e9}
-        del src, dst
+    copy = common.measure_copy(torch, args.copy_gib, lambda n, fn: common.event_times(torch, n, fn), dev)
     results = []
-    for s_k in [int(v) for v in args.seq.split(",")]:
-        for n_h in [int(v) for v in args.heads.split(",")]:
+    for s_k in common.ints(args.seq):
+        for n_h in common.ints(args.heads):
             print(f"mla_decode_torch: B={args.batch} s_k={s_k} n_h={n_h}", file=sys.stderr)
             sets = [make_inputs(torch, args.batch, s_k, n_h, 1000 * s + n_h + s_k, dev, torch.bfloat16)
                     for s in range(args.sets)]
@@ -259,13 +233,13 @@ def run_gpu(torch, args):
             for r in range(args.warmup):
                 call(r)
             torch.cuda.synchronize()
-            t = time_calls(torch, args.iters, call)
+            t = common.event_times(torch, args.iters, call)
             results.append(result_row(args.batch, s_k, n_h, t, args.hbm_bw, args.bf16_flops))
             del sets
             torch.cuda.empty_cache()
     doc = {"tool": "mla_decode_torch", "op": "mla_decode_absorbed",
            "impl": "torch eager: gather by block table, bmm, fp32 softmax, bmm (bf16)",
-           "device": f"{props.name}, sm_{props.major}{props.minor}, {props.total_memory >> 30} GiB",
+           "device": common.device_description(props),
            "num_sm": props.multi_processor_count, "torch_version": torch.__version__,
            "hbm_bytes_per_s": args.hbm_bw, "bf16_flops_per_s": args.bf16_flops, "copy": copy,
            "iters": args.iters, "warmup": args.warmup, "sets": args.sets, "results": results}

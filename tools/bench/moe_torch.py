@@ -35,8 +35,9 @@ user would reach for, not an MLA-sized one.
 > 1 means dsv2 is faster) and stores them in this JSON. Without torch or transformers, or without a
 CUDA device, it prints "SKIPPED: ..." and exits 77 (except --dry-run, which runs on the CPU).
 """
+# The device copy, the skip and the JSON/table plumbing it shares with mla_decode_torch.py are in
+# bench_common.py, beside it.
 import argparse
-import json
 import math
 import os
 import statistics
@@ -44,6 +45,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench_common as common  # noqa: E402
+from bench_common import ints, words  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(HERE))
 DEFAULT_CONFIG = os.path.join(ROOT, "data", "configs", "deepseek-v2-lite", "config.json")
 TINY_CONFIG = os.path.join(ROOT, "data", "configs", "tiny", "config.json")
@@ -51,14 +56,6 @@ TINY_CONFIG = os.path.join(ROOT, "data", "configs", "tiny", "config.json")
 
 def log(msg):
     print(f"moe_torch: {msg}", file=sys.stderr, flush=True)
-
-
-def ints(s):
-    return [int(v) for v in s.split(",") if v.strip()]
-
-
-def words(s):
-    return [v.strip() for v in s.split(",") if v.strip()]
 
 
 def bench_token(i, V):
@@ -69,8 +66,7 @@ def bench_token(i, V):
 # config and modules
 
 def load_config(path, layers, DeepseekV2Config):
-    with open(path) as f:
-        d = json.load(f)
+    d = common.load_json(path)
     if layers:
         d["num_hidden_layers"] = min(int(d["num_hidden_layers"]), layers)
     d.pop("auto_map", None)
@@ -142,6 +138,10 @@ class Timer:
         out = fn()
         self.sync()
         return time.perf_counter() - t0, out
+
+    def each(self, n, fn):
+        """Seconds of each of n calls fn(r), each timed as by time()."""
+        return [self.time(lambda: fn(r))[0] for r in range(n)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -300,10 +300,7 @@ def bench_model(torch, args, timer, cfg, dev, impls, DynamicCache, errors):
 def print_table(doc):
     print(f"moe_torch: DeepSeekMoE layer and whole-model decode in PyTorch {doc.get('torch_version', '?')} eager "
           f"(transformers {doc.get('transformers_version', '?')}) on {doc['device']}")
-    cp = doc.get("copy") or {}
-    if cp.get("bytes"):
-        print(f"  device copy: {cp['bytes'] / 2 / 2**30:.1f} GiB in {cp['median_s'] * 1e3:.3f} ms = "
-              f"{cp['gbs']:.0f} GB/s (read + write); HBM3e datasheet {doc['hbm_bytes_per_s'] / 1e9:.0f} GB/s")
+    common.print_copy(doc.get("copy"), f"; HBM3e datasheet {doc['hbm_bytes_per_s'] / 1e9:.0f} GB/s")
     dec = [r for r in doc["moe_layer"] if r["phase"] == "decode"]
     if dec:
         print(f"  MoE layer, decode: GB/s of weights read (median of {doc['iters']} calls, {doc['sets']} rotated sets)")
@@ -332,8 +329,7 @@ def print_table(doc):
 
 def against(doc, path):
     """Ratio tables against dsv2_gpu_moe_bench's JSON; stored in doc['against']."""
-    with open(path) as f:
-        ours = json.load(f)
+    ours = common.load_json(path)
     res = {"file": path, "moe_layer": [], "model": [], "config_mismatch": []}
     theirs_cfg, our_cfg = doc.get("config", {}), ours.get("config", {})
     for k in ("d", "N_r", "K_r", "d_e", "N_s", "G", "G_k", "n_h", "d_c", "d_R", "d_q", "d_ff", "V"):
@@ -381,9 +377,7 @@ def against(doc, path):
             pf = f"{100.0 * d['tokens_per_s'] / floor:10.1f}%" if floor else f"{'—':>11}"
             print(f"  {'':11} {t['context']:7d} {d['tokens_per_s']:10.1f} {t['tokens_per_s']:10.1f} {ratio:10.2f} "
                   f"{floor:10.1f} {pf}")
-    dc, tc = (ours.get("copy") or {}).get("gbs"), (doc.get("copy") or {}).get("gbs")
-    if dc and tc:
-        print(f"  device copy: dsv2_gpu_moe_bench {dc:.0f} GB/s, PyTorch {tc:.0f} GB/s (read + write)")
+    common.print_copy_ratio(ours, doc, "dsv2_gpu_moe_bench")
     doc["against"] = res
     return res
 
@@ -435,11 +429,10 @@ def main():
         from transformers.cache_utils import DynamicCache
     except ImportError as e:
         print(f"SKIPPED: no torch/transformers with DeepseekV2 ({e})")
-        return 77
+        return common.SKIP_EXIT
     cuda = not args.dry_run
-    if cuda and not torch.cuda.is_available():
-        print("SKIPPED: torch.cuda.is_available() is False (no CUDA device for PyTorch)")
-        return 77
+    if cuda and common.cuda_missing(torch):
+        return common.SKIP_EXIT
     transformers.utils.logging.set_verbosity_error()
     dev = "cuda" if cuda else "cpu"
     timer = Timer(torch, cuda)
@@ -452,18 +445,7 @@ def main():
         log("this transformers has no experts_implementation switch: timing its own experts forward ('installed')")
         impls, args.model_experts = ["installed"], "installed"
 
-    copy = {"bytes": 0, "median_s": 0, "gbs": 0}
-    n = int(args.copy_gib * 2**30)
-    if cuda and n > 0:
-        src = torch.empty(n, dtype=torch.uint8, device=dev).fill_(0x5A)
-        dst = torch.empty_like(src)
-        dst.copy_(src)
-        t = []
-        for _ in range(5):
-            s, _ = timer.time(lambda: dst.copy_(src))
-            t.append(s)
-        copy = {"bytes": 2.0 * n, "median_s": statistics.median(t), "gbs": 2.0 * n / statistics.median(t) / 1e9}
-        del src, dst
+    copy = common.measure_copy(torch, args.copy_gib if cuda else 0, timer.each, dev)
 
     errors, layer_rows, models = [], [], []
     dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -492,8 +474,7 @@ def main():
             log(errors[-1])
 
     if cuda:
-        props = torch.cuda.get_device_properties(0)
-        device = f"{props.name}, sm_{props.major}{props.minor}, {props.total_memory >> 30} GiB"
+        device = common.device_description(torch.cuda.get_device_properties(0))
     else:
         device = "cpu (dry run: no speed)"
     doc = {"tool": "moe_torch", "op": "moe_layer_and_model_decode",
@@ -508,12 +489,7 @@ def main():
     if models:
         doc["model"] = models[0]
     print_table(doc)
-    if args.against:
-        against(doc, args.against)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
+    common.finish(doc, args, against)
     finite = all(r["finite"] for r in layer_rows) and all(d["finite"] for m in models for d in m["decode"])
     if not finite:
         print("moe_torch: FAILED: a timed output was not finite")

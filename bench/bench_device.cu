@@ -1,28 +1,24 @@
-// Device-side helpers of dsv2_gpu_moe_bench: random fills, a device copy, the dense cuBLAS
-// reference of the expert products (bench/moe_bench_device.hpp says what each measures).
+// Device helpers shared by the GPU benchmarks: random fills, CUDA-event timing, a device copy,
+// the dense cuBLAS reference of the expert products (bench/bench_device.hpp says what each
+// measures). No Eigen and no reference headers here.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
+#include "bench_common.hpp"
+#include "bench_device.hpp"
 #include "dsv2/cuda/buffer.cuh"
 #include "dsv2/cuda/check.cuh"
-#include "moe_bench_device.hpp"
 
 using dsv2::cuda::DeviceBuffer;
 
 namespace dsv2::bench {
 namespace {
-
-__device__ __forceinline__ uint32_t hash32(uint64_t i, uint32_t seed) {
-    uint64_t z = i * 0x9E3779B97F4A7C15ull + (uint64_t(seed) << 32 | seed);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return uint32_t((z ^ (z >> 31)) >> 32);
-}
 
 template <typename T>
 __device__ __forceinline__ T from_float(float v);
@@ -33,16 +29,8 @@ __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { re
 
 template <typename T>
 __global__ void fill_uniform_kernel(T* x, int64_t n, uint32_t seed, float scale) {
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-        const float u = float(hash32(uint64_t(i), seed)) * (1.f / 2147483648.f) - 1.f;
-        x[i] = from_float<T>(scale * u);
-    }
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n == 0 ? 0.0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+        x[i] = from_float<T>(scale * uniform_pm1(uint64_t(i), seed));
 }
 
 /// CUDA events, destroyed with their owner.
@@ -59,25 +47,6 @@ struct EventPair {
     EventPair(const EventPair&) = delete;
     EventPair& operator=(const EventPair&) = delete;
 };
-
-/// Seconds of each of `reps` calls of f(), each between two events on the legacy default stream.
-template <typename F>
-std::vector<double> time_each(int reps, F&& f) {
-    std::vector<EventPair> ev(static_cast<size_t>(reps));
-    for (int r = 0; r < reps; ++r) {
-        CUDA_CHECK(cudaEventRecord(ev[size_t(r)].a, nullptr));
-        f();
-        CUDA_CHECK(cudaEventRecord(ev[size_t(r)].b, nullptr));
-    }
-    CUDA_CHECK(cudaDeviceSynchronize());
-    std::vector<double> s(static_cast<size_t>(reps));
-    for (int r = 0; r < reps; ++r) {
-        float ms = 0;
-        CUDA_CHECK(cudaEventElapsedTime(&ms, ev[size_t(r)].a, ev[size_t(r)].b));
-        s[size_t(r)] = ms * 1e-3;
-    }
-    return s;
-}
 
 /// A cuBLAS handle on the legacy default stream, default math mode (no TF32 with COMPUTE_32F).
 struct Handle {
@@ -114,6 +83,23 @@ void device_fill_uniform(void* x, int64_t n, bool bf16, uint32_t seed, float sca
 
 void device_synchronize() { CUDA_CHECK(cudaDeviceSynchronize()); }
 
+std::vector<double> time_each(int reps, const std::function<void(int)>& f) {
+    std::vector<EventPair> ev(static_cast<size_t>(reps));
+    for (int r = 0; r < reps; ++r) {
+        CUDA_CHECK(cudaEventRecord(ev[size_t(r)].a, nullptr));
+        f(r);
+        CUDA_CHECK(cudaEventRecord(ev[size_t(r)].b, nullptr));
+    }
+    CUDA_CHECK(cudaDeviceSynchronize());
+    std::vector<double> s(static_cast<size_t>(reps));
+    for (int r = 0; r < reps; ++r) {
+        float ms = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, ev[size_t(r)].a, ev[size_t(r)].b));
+        s[size_t(r)] = ms * 1e-3;
+    }
+    return s;
+}
+
 CopyResult measure_copy(double gib) {
     CopyResult c;
     const size_t n = size_t(gib * 1073741824.0);
@@ -121,7 +107,7 @@ CopyResult measure_copy(double gib) {
     DeviceBuffer<unsigned char> src(n), dst(n);
     CUDA_CHECK(cudaMemset(src.data(), 0x5A, n));
     CUDA_CHECK(cudaMemcpy(dst.data(), src.data(), n, cudaMemcpyDeviceToDevice));  // warm-up
-    const std::vector<double> t = time_each(5, [&] {
+    const std::vector<double> t = time_each(5, [&](int) {
         CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), n, cudaMemcpyDeviceToDevice, nullptr));
     });
     c.bytes = 2.0 * double(n);
@@ -144,11 +130,11 @@ GemmResult measure_expert_gemm(int64_t rows, int64_t d, int64_t d_e, bool bf16, 
     device_fill_uniform(a.data(), rows * d_e, bf16, 13, 1.f);
     device_fill_uniform(w2.data(), d * d_e, bf16, 14, 0.04f);
     Handle h;
-    auto pair = [&] {
+    auto pair = [&](int) {
         gemm(h.h, x.data(), w1.data(), y1.data(), rows, d, 2 * d_e, bf16);  // gate|up: [rows, d] → [rows, 2·d_e]
         gemm(h.h, a.data(), w2.data(), y2.data(), rows, d_e, d, bf16);      // down:    [rows, d_e] → [rows, d]
     };
-    for (int r = 0; r < warmup; ++r) pair();
+    for (int r = 0; r < warmup; ++r) pair(r);
     CUDA_CHECK(cudaDeviceSynchronize());
     const std::vector<double> t = time_each(iters, pair);
     g.median_s = median(t);
