@@ -6,11 +6,13 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "dsv2/checkpoint.hpp"
 #include "dsv2/cuda/engine.hpp"
 #include "dsv2/cuda/paged.hpp"
 #include "dsv2/model.hpp"
@@ -119,6 +121,72 @@ inline double check_model(cuda::Backend& backend, const Config& cfg, const Weigh
     std::printf("  engine on %s, %s weights, %zu tokens (%zu prefill): worst ‖Δ‖/‖ref‖ %.2e\n",
                 backend.name().c_str(), cuda::to_string(type), tokens.size(), prefill, worst);
     return worst;
+}
+
+/// One whole-model check of the engine against the fp64 oracle, for any backend.
+struct ModelCase {
+    std::string name;
+    std::function<void(cuda::Backend&)> run;
+};
+
+/// The whole-model checks both engine tests run (test_engine_host on HostBackend, test_cuda_engine
+/// on the GPU), each within the bound of its weights' type: fp32 1e-5 (tests/test_golden.cpp),
+/// bf16 2e-2 (app/compare.cpp). Together: every V2 feature (tiny preset: q compression,
+/// group-limited routing, YaRN, a dense layer), decode from an empty cache, a checkpoint made by
+/// PyTorch, a trained BF16 checkpoint in fp32 and bf16, a long prefill, a skewed expert load
+/// with empty experts. `with_long`: include the 1100-token prefill.
+inline std::vector<ModelCase> model_cases(bool with_long) {
+    constexpr double fp32 = 1e-5, bf16 = 2e-2;
+    using cuda::WeightType;
+    const std::string src = DSV2_SOURCE_DIR;
+    std::vector<ModelCase> cases = {
+        {"tiny preset, prefill then decode",
+         [](cuda::Backend& be) {
+             const Config cfg = config_preset("tiny");
+             const double worst = check_model(be, cfg, random_weights<float>(cfg, 7), WeightType::f32,
+                                              some_tokens(11, cfg.V, 1), 7, fp32);
+             CHECK(worst > 0);  // the two really computed separately
+         }},
+        {"decode from an empty cache (every call one token, absorbed form)",
+         [](cuda::Backend& be) {
+             const Config cfg = tiny_lite();  // no q compression, greedy routing
+             check_model(be, cfg, random_weights<float>(cfg, 3), WeightType::f32, some_tokens(6, cfg.V, 2), 0, fp32);
+         }},
+        {"the golden Lite-like checkpoint (made by PyTorch)",
+         [src](cuda::Backend& be) {
+             const Config cfg = config_from_file(src + "/data/golden/lite");
+             check_model(be, cfg, load_weights<float>(src + "/data/golden/lite", cfg), WeightType::f32,
+                         some_tokens(9, cfg.V, 3), 5, fp32);
+         }},
+        {"the embedded BF16 model, fp32 and bf16 weights",
+         [src](cuda::Backend& be) {
+             const Config cfg = config_from_file(src + "/data/models/kjv-tiny");
+             const Weights<float> w = load_weights<float>(src + "/data/models/kjv-tiny", cfg);  // exactly bf16 values
+             check_model(be, cfg, w, WeightType::f32, some_tokens(10, cfg.V, 4), 6, fp32);
+             const double worst = check_model(be, cfg, w, WeightType::bf16, some_tokens(10, cfg.V, 4), 6, bf16);
+             CHECK(worst > 1e-4);  // the bf16 products really rounded their inputs
+         }},
+        {"bf16 weights on a preset, against the oracle on the same rounded weights",
+         [](cuda::Backend& be) {
+             const Config cfg = config_preset("tiny");
+             check_model(be, cfg, random_weights<float>(cfg, 11), WeightType::bf16, some_tokens(8, cfg.V, 5), 5, bf16);
+         }},
+        {"skewed expert load (all router logits 0: by the tie rule experts 0 and 1 take every token, the rest none)",
+         [](cuda::Backend& be) {
+             const Config cfg = config_preset("tiny");  // group-limited: groups of 2, keep 2 → groups 0, 1
+             Weights<float> w = random_weights<float>(cfg, 9);
+             for (int64_t l = 0; l < cfg.L; ++l)
+                 if (cfg.is_moe_layer(l)) w.mutable_mat(layer_prefix(l) + "mlp.gate.weight").setZero();
+             check_model(be, cfg, w, WeightType::f32, some_tokens(40, cfg.V, 7), 30, fp32);
+         }},
+    };
+    if (with_long)
+        cases.push_back({"a long prefill (1100 tokens) then decode", [](cuda::Backend& be) {
+                             const Config cfg = tiny_lite();
+                             check_model(be, cfg, random_weights<float>(cfg, 5), WeightType::f32,
+                                         some_tokens(1102, cfg.V, 6), 1100, fp32);
+                         }});
+    return cases;
 }
 
 /// Weights rounded to bf16 (to nearest even), as a BF16 checkpoint stores them: what the engine

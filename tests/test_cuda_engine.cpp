@@ -28,51 +28,14 @@ bool quick() {
     return v && std::string(v) == "1";
 }
 
-// The engine on the GPU against the fp64 oracle (tests/engine_support.hpp).
-double check_model(const Config& cfg, const Weights<float>& w, WeightType type, const std::vector<int32_t>& tokens,
-                   size_t prefill, double bound) {
-    auto backend = cuda::make_cuda_backend();
-    return test::check_model(*backend, cfg, w, type, tokens, prefill, bound);
-}
-
 }  // namespace
 
-TEST_CASE("gpu engine: tiny preset, prefill then decode, within 1e-5 of the fp64 oracle") {
-    const Config cfg = config_preset("tiny");
-    check_model(cfg, random_weights<float>(cfg, 7), WeightType::f32, test::some_tokens(11, cfg.V, 1), 7, kBoundFp32);
-}
-
-TEST_CASE("gpu engine: decode from an empty cache") {
-    const Config cfg = test::tiny_lite();
-    check_model(cfg, random_weights<float>(cfg, 3), WeightType::f32, test::some_tokens(6, cfg.V, 2), 0, kBoundFp32);
-}
-
-TEST_CASE("gpu engine: the golden Lite-like checkpoint") {
-    const std::string dir = std::string(DSV2_SOURCE_DIR) + "/data/golden/lite";
-    const Config cfg = config_from_file(dir);
-    check_model(cfg, load_weights<float>(dir, cfg), WeightType::f32, test::some_tokens(9, cfg.V, 3), 5, kBoundFp32);
-}
-
-TEST_CASE("gpu engine: the embedded BF16 model, fp32 and bf16 weights") {
-    const std::string dir = std::string(DSV2_SOURCE_DIR) + "/data/models/kjv-tiny";
-    const Config cfg = config_from_file(dir);
-    const Weights<float> w = load_weights<float>(dir, cfg);
-    check_model(cfg, w, WeightType::f32, test::some_tokens(10, cfg.V, 4), 6, kBoundFp32);
-    check_model(cfg, w, WeightType::bf16, test::some_tokens(10, cfg.V, 4), 6, kBoundBf16);
-}
-
-TEST_CASE("gpu engine: skewed expert load (all tokens tie: experts 0 and 1 take everything)") {
-    const Config cfg = config_preset("tiny");
-    Weights<float> w = random_weights<float>(cfg, 9);
-    for (int64_t l = 0; l < cfg.L; ++l)
-        if (cfg.is_moe_layer(l)) w.mutable_mat(layer_prefix(l) + "mlp.gate.weight").setZero();
-    check_model(cfg, w, WeightType::f32, test::some_tokens(40, cfg.V, 7), 30, kBoundFp32);
-}
-
-TEST_CASE("gpu engine: a long prefill (1100 tokens) then decode") {
-    if (quick()) return;
-    const Config cfg = test::tiny_lite();
-    check_model(cfg, random_weights<float>(cfg, 5), WeightType::f32, test::some_tokens(1102, cfg.V, 6), 1100, kBoundFp32);
+TEST_CASE("gpu engine: the whole model against the fp64 oracle, every intermediate") {
+    for (const test::ModelCase& c : test::model_cases(/*with_long=*/!quick()))
+        DYNAMIC_SECTION(c.name) {
+            auto backend = cuda::make_cuda_backend();
+            c.run(*backend);
+        }
 }
 
 TEST_CASE("gpu engine: two layers at V2-Lite's shapes (d 2048, 16 heads, d_c 512, 64 experts), fp32 and bf16") {
@@ -82,8 +45,9 @@ TEST_CASE("gpu engine: two layers at V2-Lite's shapes (d 2048, 16 heads, d_c 512
     cfg.V = 1024;   // the vocabulary does not change the layers
     cfg.validate();
     const Weights<float> w = random_weights<float>(cfg, 21);
-    check_model(cfg, w, WeightType::f32, test::some_tokens(12, cfg.V, 8), 9, kBoundFp32);
-    check_model(cfg, w, WeightType::bf16, test::some_tokens(12, cfg.V, 8), 9, kBoundBf16);
+    auto backend = cuda::make_cuda_backend();
+    test::check_model(*backend, cfg, w, WeightType::f32, test::some_tokens(12, cfg.V, 8), 9, kBoundFp32);
+    test::check_model(*backend, cfg, w, WeightType::bf16, test::some_tokens(12, cfg.V, 8), 9, kBoundBf16);
 }
 
 TEST_CASE("gpu engine: the same logits as the engine on HostBackend") {
