@@ -238,15 +238,6 @@ struct LayerWork {
     }
 };
 
-RouterParams router_params(const Config& c) {
-    RouterParams rp;
-    rp.N_r = int(c.N_r), rp.K = int(c.K_r), rp.G = int(c.G), rp.G_k = int(c.G_k);
-    rp.group_limited = c.topk_method == TopkMethod::group_limited_greedy;
-    rp.norm_topk_prob = c.norm_topk_prob;
-    rp.routed_scaling_factor = float(c.routed_scaling_factor);
-    rp.validate();
-    return rp;
-}
 
 /// The engine's ffn for a MoE layer (cuda/src/engine.cpp), call for call. Returns the distinct
 /// experts the T tokens were routed to (from the dispatch offsets).

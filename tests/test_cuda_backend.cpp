@@ -260,11 +260,7 @@ void test_moe(Both& b) {
     for (const char* preset : {"tiny", "deepseek-v2-lite", "deepseek-v2"})
         for (int64_t T : {int64_t(1), int64_t(300)}) {
             const Config c = config_preset(preset);
-            cuda::RouterParams p;
-            p.N_r = int(c.N_r), p.K = int(c.K_r), p.G = int(c.G), p.G_k = int(c.G_k);
-            p.group_limited = c.topk_method == TopkMethod::group_limited_greedy;
-            p.norm_topk_prob = c.norm_topk_prob;
-            p.routed_scaling_factor = float(c.routed_scaling_factor);
+            const cuda::RouterParams p = cuda::router_params(c);
             const int64_t N = c.N_r, K = c.K_r, d = 40;
             const std::string tag = std::string(preset) + " T=" + std::to_string(T);
             auto logits = b.put(randn(size_t(T * N), 23, 2.f));

@@ -337,11 +337,7 @@ void Engine::ffn(int64_t l, const float* x, float* out, int64_t T, Trace* trace)
     }
     const int64_t N = cfg_.N_r, K = cfg_.K_r, I = cfg_.d_e;
     // dsv2::route: fp32 logits, softmax, top-K, gates.
-    RouterParams rp;
-    rp.N_r = int(N), rp.K = int(K), rp.G = int(cfg_.G), rp.G_k = int(cfg_.G_k);
-    rp.group_limited = cfg_.topk_method == TopkMethod::group_limited_greedy;
-    rp.norm_topk_prob = cfg_.norm_topk_prob;
-    rp.routed_scaling_factor = float(cfg_.routed_scaling_factor);
+    const RouterParams rp = router_params(cfg_);
     float* logits = scratch("moe.router_logits", T * N);  // [T, N_r]
     be_.linear(x, L.router, logits, T);
     record(trace, iname(l, "moe.router_logits"), logits, T, N);

@@ -10,6 +10,16 @@
 
 namespace dsv2::cuda {
 
+RouterParams router_params(const Config& cfg) {
+    RouterParams p;
+    p.N_r = int(cfg.N_r), p.K = int(cfg.K_r), p.G = int(cfg.G), p.G_k = int(cfg.G_k);
+    p.group_limited = cfg.topk_method == TopkMethod::group_limited_greedy;
+    p.norm_topk_prob = cfg.norm_topk_prob;
+    p.routed_scaling_factor = float(cfg.routed_scaling_factor);
+    p.validate();
+    return p;
+}
+
 namespace {
 
 [[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }

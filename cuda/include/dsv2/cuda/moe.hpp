@@ -21,6 +21,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "dsv2/config.hpp"
+
 namespace dsv2::cuda {
 
 /// Widths of the warp router (one warp per token): groups and K are held one per lane.
@@ -41,6 +43,10 @@ struct RouterParams {
     /// Throws std::invalid_argument naming the bad field.
     void validate() const;
 };
+
+/// The router of `cfg` (N_r, K_r, G, G_k, topk_method, norm_topk_prob, routed_scaling_factor),
+/// validated.
+RouterParams router_params(const Config& cfg);
 
 /// Top-k of one row of scores as one warp finds it: k rounds of a warp arg-max, each lane scanning
 /// its experts e = lane, lane + 32, … then a butterfly (xor 16, 8, 4, 2, 1) on (key, index), where
