@@ -64,6 +64,10 @@ TEST_CASE("engine on the host: bad tokens, a full cache and a bad capacity are r
                       "engine: 5 more tokens would overflow the cache of 64 tokens (60 held)");
     CHECK(engine.length() == 60);
     CHECK_THROWS_WITH(Engine(cfg, w, *backend, WeightType::f32, 0), Catch::Contains("capacity must be at least 1"));
+    // 2^39 tokens × 3 layers × 40 floats: 263 TB of cache, refused before anything is allocated.
+    CHECK_THROWS_WITH(Engine(cfg, w, *backend, WeightType::f32, int64_t(1) << 39),
+                      Catch::Matches("engine: needs about .* GB on host \\(weights as fp32 .* GB, latent cache of "
+                                     "549755813888 tokens 263882\\.8 GB\\); it has .* GB free"));
     Weights<float> broken = w;
     broken.set("model.norm.weight", Mat<float>(1, 3));
     CHECK_THROWS_WITH(Engine(cfg, broken, *backend, WeightType::f32, 8), Catch::Contains("model.norm.weight"));

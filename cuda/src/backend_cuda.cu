@@ -71,6 +71,11 @@ public:
         if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
     }
     void sync() override { CUDA_CHECK(cudaDeviceSynchronize()); }
+    int64_t free_bytes() const override {
+        size_t free = 0, total = 0;
+        CUDA_CHECK(cudaMemGetInfo(&free, &total));
+        return int64_t(free);
+    }
 
     void embed(const WeightRef& E, const int32_t* tokens, int64_t T, float* h) override {
         if (E.type == WeightType::bf16)

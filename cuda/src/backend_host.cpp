@@ -3,6 +3,8 @@
 // moe.hpp) for attention and the MoE router and dispatch, so that the engine on this backend
 // runs the GPU's algorithms (tiles, online softmax, split-KV plan, warp top-k) in C++.
 // Proved by tests/test_engine_host.cpp: the engine on this backend against the fp64 oracle.
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -92,6 +94,9 @@ public:
         if (bytes) std::memcpy(dst, src, bytes);
     }
     void sync() override {}
+    int64_t free_bytes() const override {
+        return int64_t(sysconf(_SC_AVPHYS_PAGES)) * int64_t(sysconf(_SC_PAGE_SIZE));
+    }
 
     void embed(const WeightRef& E, const int32_t* tokens, int64_t T, float* h) override {
         for (int64_t t = 0; t < T; ++t)

@@ -7,6 +7,7 @@
 // (T tokens this call, n = cached + T keys, n_h heads, d_qk = d_h + d_R, W = d_c + d_R).
 #include "dsv2/cuda/engine.hpp"
 
+#include <cstdio>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -45,7 +46,9 @@ Engine::Engine(const Config& cfg, const Weights<float>& w, Backend& backend, Wei
     cfg_.validate();
     check_weights(cfg_, w);
     if (capacity < 1) throw std::invalid_argument("engine: the cache capacity must be at least 1 token, got " + std::to_string(capacity));
+    if (capacity > (int64_t(1) << 40)) throw std::invalid_argument("engine: a cache of " + std::to_string(capacity) + " tokens is beyond any memory");
     capacity_ = (capacity + kEngineBlockTokens - 1) / kEngineBlockTokens * kEngineBlockTokens;
+    check_fits();
     sigma_ = softmax_scale(cfg_);
     amplitude_ = rope_amplitude(cfg_);
     const std::vector<double> inv_freq = rope_inv_freq(cfg_);  // [d_R/2]
@@ -113,6 +116,25 @@ Engine::Engine(const Config& cfg, const Weights<float>& w, Backend& backend, Wei
 }
 
 Engine::~Engine() = default;
+
+// Refuses, before allocating anything, an engine the backend's memory cannot hold: the weights
+// as stored (kv_b_proj twice: whole and split per head), the cache, and the larger work buffers
+// of a call (a tenth more, at least 256 MiB).
+void Engine::check_fits() const {
+    const double gb = 1e9;
+    const double weights = double(dsv2::weight_bytes(cfg_, int64_t(element_bytes(type_)))) +
+                           double(cfg_.L) * double(cfg_.n_h) * double(cfg_.d_h + cfg_.d_v) * double(cfg_.d_c) *
+                               double(element_bytes(type_));
+    const double cache = double(cache_bytes());
+    const double need = (weights + cache) * 1.1 + double(int64_t(256) << 20);
+    const double have = double(be_.free_bytes());
+    if (need > have) {
+        char buf[256];
+        std::snprintf(buf, sizeof buf, "engine: needs about %.1f GB on %s (weights as %s %.1f GB, latent cache of %lld tokens %.1f GB); it has %.1f GB free",
+                      need / gb, be_.name().c_str(), to_string(type_), weights / gb, (long long)capacity_, cache / gb, have / gb);
+        throw std::runtime_error(buf);
+    }
+}
 
 int64_t Engine::cache_bytes() const { return cfg_.L * capacity_ * cfg_.cache_width() * int64_t(sizeof(float)); }
 

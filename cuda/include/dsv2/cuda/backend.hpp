@@ -72,6 +72,9 @@ public:
     virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
     /// Waits until every queued operation has finished (a no-op on the host).
     virtual void sync() = 0;
+    /// Bytes that alloc() can still hand out, as far as the backend can tell (cudaMemGetInfo's
+    /// free memory; on the host, the memory the system reports available).
+    virtual int64_t free_bytes() const = 0;
 
     /// n fp32 host values stored as `type` (bf16: rounded to nearest even on the host, then
     /// uploaded). Not virtual: alloc + upload_converted.

@@ -45,7 +45,8 @@ class Engine {
 public:
     /// Uploads the weights (checked with dsv2::check_weights) as `type` and allocates a cache of
     /// `capacity` ≥ 1 tokens. The backend must outlive the engine. Throws std::invalid_argument
-    /// for a bad config, weights or capacity.
+    /// for a bad config, weights or capacity, and std::runtime_error, before allocating, when the
+    /// backend's free memory cannot hold the weights and the cache (naming both sizes).
     Engine(const Config& cfg, const Weights<float>& weights, Backend& backend, WeightType type, int64_t capacity);
     ~Engine();
     Engine(const Engine&) = delete;
@@ -77,6 +78,7 @@ private:
     // The parts' rows back to back as one stack of `count` matrices.
     WeightRef upload_rows(const std::vector<const Mat<float>*>& parts, int64_t count, WeightType type);
     const float* upload_f32(const Mat<float>& m);
+    void check_fits() const;  // the backend's free memory against weights + cache + work
     void record(Trace* trace, const std::string& name, const float* x, int64_t rows, int64_t cols);
     void record_int(Trace* trace, const std::string& name, const int32_t* x, int64_t rows, int64_t cols);
 
