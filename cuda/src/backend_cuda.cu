@@ -59,7 +59,9 @@ public:
     // name_ is initialised first (declaration order), so a machine without a device gets this
     // message rather than the cuBLAS handle's failure.
     CudaBackend() : name_(checked_device_name()) {
-        CUDA_CHECK(cudaDeviceGetAttribute(&num_sm_, cudaDevAttrMultiProcessorCount, 0));
+        int dev = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&num_sm_, cudaDevAttrMultiProcessorCount, dev));
     }
     std::string name() const override { return name_; }
 

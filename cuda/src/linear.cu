@@ -33,8 +33,13 @@ void throw_cublas_error(cublasStatus_t st, const char* expr, const char* file, i
 
 CublasHandle::CublasHandle() {
     CUBLAS_CHECK(cublasCreate(&h_));
-    CUBLAS_CHECK(cublasSetMathMode(
-        h_, cublasMath_t(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
+    const cublasStatus_t st = cublasSetMathMode(
+        h_, cublasMath_t(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
+    if (st != CUBLAS_STATUS_SUCCESS) {  // the destructor does not run for a throwing constructor
+        cublasDestroy(h_);
+        h_ = nullptr;
+        CUBLAS_CHECK(st);
+    }
 }
 
 CublasHandle::~CublasHandle() {

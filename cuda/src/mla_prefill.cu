@@ -135,6 +135,7 @@ __global__ void __launch_bounds__(kPrefillThreads) mla_prefill_kernel(MlaPrefill
             }
 #pragma unroll
             for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+            __syncwarp();  // every lane has read m_s[r] before lane 0 writes it (racecheck-clean)
             if (lane == 0) {
                 const float scale = expf(m_old - m_new);  // 0 on the first tile, 1 when all masked
                 c_s[r] = scale;
