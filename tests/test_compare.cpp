@@ -679,7 +679,8 @@ TEST_CASE("compare --against --dtype bf16: an expert index may differ at a near 
           std::string::npos);
     const Run j = run_in(tmp, "compare --preset tiny --against " + quote(near_file) + " --dtype bf16 --json");
     REQUIRE(j.rc == 0);
-    for (const json& e : json::parse(j.out)["entries"])
+    const json doc = json::parse(j.out);  // kept: a range-for over json::parse(…)["entries"] would dangle
+    for (const json& e : doc["entries"])
         if (e["name"] == near.layer + "topk_idx") CHECK(e["near_ties"] == 1);
 
     const Run exact = run_in(tmp, "compare --preset tiny --against " + quote(near_file));  // fp32: exact
