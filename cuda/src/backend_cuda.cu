@@ -164,18 +164,27 @@ public:
             upload(identity_buf_->data(), table.data(), table.size() * sizeof(int32_t));
             identity_ = std::move(table);
         }
-        const int n_hg = int((n_h + kDecodeHeadsPerCta - 1) / kDecodeHeadsPerCta);
-        const SplitPlan plan = make_split_plan({int32_t(n)}, n_hg, num_sm_, kEngineBlockTokens);
-        int32_t* ns = ints("decode.num_splits", plan.num_splits);
-        int32_t* off = ints("decode.split_offset", plan.split_offset);
-        WorkItem* items = reinterpret_cast<WorkItem*>(work("decode.items", plan.items.size() * sizeof(WorkItem)));
-        upload(items, plan.items.data(), plan.items.size() * sizeof(WorkItem));
-        float* o_part = reinterpret_cast<float*>(work("decode.o_part", size_t(plan.total_splits()) * size_t(n_h * d_c) * sizeof(float)));
-        float* lse_part = reinterpret_cast<float*>(work("decode.lse_part", size_t(plan.total_splits()) * size_t(n_h) * sizeof(float)));
-        float* lse = reinterpret_cast<float*>(work("decode.lse", size_t(n_h) * sizeof(float)));
+        // Every layer of a decode step has the same n and heads: the plan is made and uploaded
+        // once per step, not once per layer.
+        if (n != plan_n_ || n_h != plan_n_h_) {
+            const int n_hg = int((n_h + kDecodeHeadsPerCta - 1) / kDecodeHeadsPerCta);
+            plan_ = make_split_plan({int32_t(n)}, n_hg, num_sm_, kEngineBlockTokens);
+            ints("decode.num_splits", plan_.num_splits);
+            ints("decode.split_offset", plan_.split_offset);
+            upload(work("decode.items", plan_.items.size() * sizeof(WorkItem)), plan_.items.data(),
+                   plan_.items.size() * sizeof(WorkItem));
+            plan_n_ = n, plan_n_h_ = n_h;
+        }
+        const size_t splits = size_t(plan_.total_splits());
+        auto* ns = static_cast<int32_t*>(work("decode.num_splits", plan_.num_splits.size() * sizeof(int32_t)));
+        auto* off = static_cast<int32_t*>(work("decode.split_offset", plan_.split_offset.size() * sizeof(int32_t)));
+        auto* items = static_cast<WorkItem*>(work("decode.items", plan_.items.size() * sizeof(WorkItem)));
+        auto* o_part = static_cast<float*>(work("decode.o_part", splits * size_t(n_h * d_c) * sizeof(float)));
+        auto* lse_part = static_cast<float*>(work("decode.lse_part", splits * size_t(n_h) * sizeof(float)));
+        auto* lse = static_cast<float*>(work("decode.lse", size_t(n_h) * sizeof(float)));
         MlaDecodeParams<float> p{cache, identity_buf_->as<int32_t>(), q_abs, q_pe, items, ns, off, o_part, lse_part,
                                  o_latent, lse, 1, int(n_h), int(d_c), int(d_R), kEngineBlockTokens, max_blocks,
-                                 int(plan.items.size()), sigma};
+                                 int(plan_.items.size()), sigma};
         launch_mla_decode(p, kStream);
     }
 
@@ -250,6 +259,8 @@ private:
     std::map<std::string, std::unique_ptr<Buffer>> work_;
     std::vector<int32_t> identity_;
     std::unique_ptr<Buffer> identity_buf_;
+    SplitPlan plan_;                          // the decode plan on the device, for (plan_n_, plan_n_h_)
+    int64_t plan_n_ = -1, plan_n_h_ = -1;
 };
 
 }  // namespace
