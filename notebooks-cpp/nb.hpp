@@ -18,6 +18,7 @@
 #if defined(__CLING__)
 // xeus-cling: the kernel's working directory is notebooks-cpp/ (see notebooks-cpp/README.md).
 #pragma cling add_include_path("../reference/include")
+#pragma cling add_include_path("../cuda/include")
 #pragma cling add_include_path("/usr/include/eigen3")
 #pragma cling load("../build/notebooks/libdsv2_notebook.so")
 #endif
