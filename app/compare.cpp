@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -267,6 +268,7 @@ struct Row {
     double bound = 0;          ///< 0 for integer tensors (exact)
     bool pass = true;
     std::string why;           ///< for a failure: what is wrong, in words
+    int64_t rows_compared = -1;  ///< < the entry's rows after a near-tie change of experts (see cut); -1: all
 };
 
 struct Comparison {
@@ -278,6 +280,10 @@ struct Comparison {
     bool strict = false;                   ///< the engine: every oracle intermediate and nothing else
     int64_t indices = 0, differing = 0;    ///< expert indices compared, and those that differ (all near ties when passing)
     double tie_tol = 0;
+    /// The first token whose *set* of experts a near tie changed, and where: from that
+    /// intermediate on, only tokens before it are compared (-1: no such change).
+    int64_t cut_token = -1;
+    std::string cut_after;
     bool ok() const { return first_fail < 0 && !(strict && !not_oracle.empty()); }
 };
 
@@ -290,26 +296,46 @@ bool near_tie(const Mat<double>& scores, int64_t t, double got, double want, dou
     return std::abs(scores(t, int64_t(got)) - scores(t, int64_t(want))) <= tie_tol * scores(t, int64_t(top_rank));
 }
 
+// The first row whose set of experts differs (a swap across the K-th place, not only of order),
+// or the number of rows.
+int64_t first_set_change(const Mat<double>& got, const Mat<double>& want) {
+    for (int64_t t = 0; t < want.rows(); ++t) {
+        std::vector<double> a(want.row(t).data(), want.row(t).data() + want.cols()),
+            b(got.row(t).data(), got.row(t).data() + got.cols());
+        std::sort(a.begin(), a.end());
+        std::sort(b.begin(), b.end());
+        if (a != b) return t;
+    }
+    return want.rows();
+}
+
 // `scores`: the oracle's moe.scores of the same layer, for the near-tie rule (tie_tol > 0).
-Row compare_one(const std::string& name, const Trace::Entry& ref, const FileTensor& got, double bound, double tie_tol,
-                const Mat<double>* scores) {
+// `rows`: compare only the first `rows` rows (the tokens before a near-tie change of experts).
+Row compare_one(const std::string& name, const Trace::Entry& ref_all, const FileTensor& got_all, double bound,
+                double tie_tol, const Mat<double>* scores, int64_t rows) {
     Row r;
     r.name = name;
-    r.file_shape = got.shape;
-    r.oracle_shape = {ref.data.rows(), ref.data.cols()};
-    r.integer = ref.integer;
-    r.bound = ref.integer ? 0.0 : bound;
-    r.count = ref.data.size();
-    if (got.data.rows() != ref.data.rows() || got.data.cols() != ref.data.cols()) {
+    r.file_shape = got_all.shape;
+    r.oracle_shape = {ref_all.data.rows(), ref_all.data.cols()};
+    r.integer = ref_all.integer;
+    r.bound = r.integer ? 0.0 : bound;
+    r.count = ref_all.data.size();
+    if (got_all.data.rows() != ref_all.data.rows() || got_all.data.cols() != ref_all.data.cols()) {
         r.shape_ok = r.pass = false;
-        r.why = "shape " + shape_text(got.shape) + " in the file, oracle " + shape_text(r.oracle_shape);
+        r.why = "shape " + shape_text(got_all.shape) + " in the file, oracle " + shape_text(r.oracle_shape);
         return r;
     }
+    if (rows < ref_all.data.rows()) r.rows_compared = rows;
+    struct Rows {
+        Mat<double> data;
+    };
+    const Rows ref{ref_all.data.topRows(rows)}, got{got_all.data.topRows(rows)};
+    r.count = ref.data.size();
     const Mat<double> delta = got.data - ref.data;
     r.max_abs = !delta.allFinite() ? NAN : delta.size() ? delta.cwiseAbs().maxCoeff() : 0.0;  // NaN fails below
     const double ref_norm = ref.data.norm();
     r.rel = ref_norm == 0.0 ? delta.norm() : delta.norm() / ref_norm;
-    if (ref.integer) {
+    if (r.integer) {
         for (int64_t t = 0; t < ref.data.rows(); ++t)
             for (int64_t k = 0; k < ref.data.cols(); ++k) {
                 if (got.data(t, k) == ref.data(t, k)) continue;
@@ -330,11 +356,39 @@ Row compare_one(const std::string& name, const Trace::Entry& ref, const FileTens
 
 // strict (the engine): an oracle intermediate missing from `file` fails where it is, and one the
 // oracle does not produce fails the whole comparison.
+//
+// After a near tie changes token t's set of experts in one layer, that token's residual stream
+// legitimately differs from there on, and through the latent cache so does every later token's
+// in the later layers; no earlier token reads it (causality). So from that intermediate on, in
+// the forward order, only tokens 0 … t − 1 are compared (an entry with fewer rows than tokens,
+// attn.q_absorbed / attn.o_latent of the decode calls, holds the last tokens).
+// Which intermediates a near-tie change of experts in layer l can reach: every one of a later
+// layer, the final norm and logits, and in layer l those after the router (the routed sum, the
+// MoE output, the layer output; the shared experts, which do not depend on the routing, are
+// counted too, to keep the rule simple). The order of trace.order() is not enough: the decode
+// calls' attn.q_absorbed / attn.o_latent of every layer come after the prefill's names there.
+int64_t layer_of(const std::string& name) {
+    if (name == "embed") return -1;
+    if (name.rfind("layers.", 0) != 0) return std::numeric_limits<int64_t>::max();  // norm, logits
+    return std::stoll(name.substr(7, name.find('.', 7) - 7));
+}
+bool reached_by_routing_change(const std::string& name, int64_t l) {
+    const int64_t ln = layer_of(name);
+    if (ln != l) return ln > l;
+    const std::string p = "layers." + std::to_string(l) + ".";
+    return name == p + "moe.routed" || name == p + "moe.shared" || name == p + "moe.out" || name == p + "out";
+}
+
 Comparison compare_all(const Trace& trace, const AgainstFile& file, double bound, double tie_tol, bool strict) {
     Comparison c;
     c.strict = strict;
     c.tie_tol = tie_tol;
+    const int64_t tokens = trace.has("embed") ? trace.at("embed").data.rows() : 0;
+    std::vector<std::pair<int64_t, int64_t>> changes;  // (layer, first token whose experts a near tie changed)
     for (const std::string& name : trace.order()) {
+        int64_t cut = tokens;
+        for (const auto& [l, t] : changes)
+            if (reached_by_routing_change(name, l)) cut = std::min(cut, t);
         const auto it = file.tensors.find(name);
         if (it == file.tensors.end()) {
             if (!strict) {
@@ -353,7 +407,17 @@ Comparison compare_all(const Trace& trace, const AgainstFile& file, double bound
             const std::string scores_name =
                 ref.integer && name.size() > 8 ? name.substr(0, name.size() - 8) + "scores" : std::string();  // "…topk_idx"
             const Mat<double>* scores = trace.has(scores_name) ? &trace.at(scores_name).data : nullptr;
-            c.rows.push_back(compare_one(name, ref, it->second, bound, tie_tol, scores));
+            const int64_t first_token = tokens - ref.data.rows();  // the token of row 0
+            const int64_t rows = std::clamp<int64_t>(cut - first_token, 0, ref.data.rows());
+            c.rows.push_back(compare_one(name, ref, it->second, bound, tie_tol, scores, rows));
+            const Row& r = c.rows.back();
+            if (r.integer && r.pass && r.differing > 0) {
+                const int64_t t = first_set_change(it->second.data.topRows(rows), ref.data.topRows(rows));
+                if (t < rows) {
+                    changes.emplace_back(layer_of(name), first_token + t);
+                    if (c.cut_token < 0 || first_token + t < c.cut_token) c.cut_token = first_token + t, c.cut_after = name;
+                }
+            }
         }
         const Row& r = c.rows.back();
         if (r.integer && r.shape_ok) {
@@ -382,6 +446,10 @@ std::string verdict(const Comparison& c, double bound) {
     if (c.differing > 0)
         s += "; " + std::to_string(c.differing) + " of " + std::to_string(c.indices) + " expert indices differ, " +
              near_tie_rule(c.tie_tol);
+    if (c.cut_token >= 0)
+        s += "; a near tie changed token " + std::to_string(c.cut_token) + "'s experts at " + c.cut_after +
+             ", so what that reaches (the rest of the layer, the later layers) was compared on tokens 0 … " +
+             std::to_string(c.cut_token - 1);
     return s;
 }
 
@@ -411,7 +479,10 @@ std::string row_line(const Row& r, int w) {
                       r.pass && r.near_ties > 0 ? "  near ties" : "");
     else
         std::snprintf(buf, sizeof buf, "%-*s  %-12s  %9.2e  %9.2e  %s", w, r.name.c_str(), shape.c_str(), r.max_abs, r.rel, mark);
-    return buf;
+    std::string line = buf;
+    if (r.rows_compared >= 0)  // after a near-tie change of experts: the rows of the earlier tokens
+        line += "  (first " + std::to_string(r.rows_compared) + " rows)";
+    return line;
 }
 
 void print_table(const Described& d, const Comparison& c, double bound) {
@@ -438,6 +509,7 @@ void print_json(const Described& d, const Comparison& c, double bound) {
     json j = d.json;
     j["bound"] = bound;
     j["tie_tol"] = c.tie_tol;
+    j["near_tie_cut"] = c.cut_token >= 0 ? json{{"token", c.cut_token}, {"after", c.cut_after}} : json(nullptr);
     j["entries"] = json::array();
     for (const Row& r : c.rows) {
         json e = {{"name", r.name}, {"shape", r.missing ? json(nullptr) : json(r.file_shape)}, {"oracle_shape", r.oracle_shape},
@@ -448,6 +520,7 @@ void print_json(const Described& d, const Comparison& c, double bound) {
             e["differing"] = r.differing;
             e["near_ties"] = r.near_ties;
         }
+        if (r.rows_compared >= 0) e["rows_compared"] = r.rows_compared;
         if (!r.pass) e["why"] = r.why;
         j["entries"].push_back(e);
     }

@@ -675,8 +675,12 @@ TEST_CASE("compare --against --dtype bf16: an expert index may differ at a near 
     INFO("stdout:\n" << ok.out << "\nstderr: " << ok.err);
     CHECK(ok.rc == 0);
     CHECK(line_of(ok.out, near.layer + "topk_idx").find("1 of 64 differ  PASS  near ties") != std::string::npos);
-    CHECK(last_line(ok.out).find("; 1 of 128 expert indices differ, near ties (score gap ≤ 2e-02 of the top score)") !=
-          std::string::npos);
+    // The moved token's experts changed: from there on (layer 2's router too, when the move is in
+    // layer 1) only the tokens before it are compared, so fewer indices are counted.
+    const int64_t indices = 64 + (near.layer == "layers.1.moe." ? 2 * near.t : 64);
+    CHECK(last_line(ok.out).find("; 1 of " + std::to_string(indices) +
+                                 " expert indices differ, near ties (score gap ≤ 2e-02 of the top score); a near tie changed token " +
+                                 std::to_string(near.t) + "'s experts at " + near.layer + "topk_idx") != std::string::npos);
     const Run j = run_in(tmp, "compare --preset tiny --against " + quote(near_file) + " --dtype bf16 --json");
     REQUIRE(j.rc == 0);
     const json doc = json::parse(j.out);  // kept: a range-for over json::parse(…)["entries"] would dangle
@@ -716,4 +720,31 @@ TEST_CASE("compare --against a dump of the engine follows its attention form per
     const Run a = run_in(tmp, "compare --preset tiny --against " + quote(dump) + " --attention absorbed");
     CHECK(a.rc == 1);
     CHECK(starts_with(last_line(a.out), "first divergence: layers.0.attn.q_absorbed (shape [4, 128] in the file, oracle [6, 128])"));
+}
+
+TEST_CASE("compare --device host --dtype bf16: after a near tie changes a token's experts, what it reaches is compared on the earlier tokens", "[compare][engine][bf16]") {
+    // 252 bytes of Genesis on the tiny preset (seed 7), 128 prefill + 124 decode: bf16 arithmetic
+    // moves token 74 across a near tie in layer 2's router (tests/test_engine_host.cpp proves such
+    // a change moves that token's moe.routed row by O(1), past the 2e-2 bound of the whole tensor).
+    TempDir tmp;
+    const std::string text = "In the beginning God created the heaven and the earth. And the earth was without form, and void; "
+                             "and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters. "
+                             "And God said, Let there be light: and there was light.";
+    std::string toks;
+    for (unsigned char ch : text) toks += (toks.empty() ? "" : ",") + std::to_string(int(ch));
+    const std::string args = "compare --preset tiny --seed 7 --device host --dtype bf16 --prefill 128 --tokens " + toks;
+    const Run r = run_in(tmp, args);
+    INFO("stdout:\n" << r.out << "\nstderr: " << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(last_line(r.out).find("; a near tie changed token 74's experts at layers.2.moe.topk_idx, so what that reaches "
+                                "(the rest of the layer, the later layers) was compared on tokens 0 … 73") != std::string::npos);
+    CHECK(line_of(r.out, "layers.2.moe.routed").find("(first 74 rows)") != std::string::npos);
+    CHECK(line_of(r.out, "logits").find("(first 74 rows)") != std::string::npos);
+    CHECK(line_of(r.out, "layers.1.out").find("rows)") == std::string::npos);           // an earlier layer: every token
+    CHECK(line_of(r.out, "layers.2.attn.o_latent").find("rows)") == std::string::npos); // layer 2's attention too
+    const Run j = run_in(tmp, args + " --json");
+    REQUIRE(j.rc == 0);
+    const json doc = json::parse(j.out);
+    CHECK(doc["near_tie_cut"]["token"] == 74);
+    CHECK(doc["near_tie_cut"]["after"] == "layers.2.moe.topk_idx");
 }
