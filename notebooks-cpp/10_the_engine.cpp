@@ -548,7 +548,10 @@ check(c16.flips == 0, "bf16, 16 tokens: the same experts as the oracle (no near 
 // not, so the swapped token's row of `moe.routed` moves by $O(1)$, and everything after it in
 // that token's path moves with it. So the expert indices are judged by the tie rule, and a
 // tensor's float error is read together with the swaps before it: here one swapped row among
-// 252 moves the whole tensor's $\|\Delta\| / \|\mathrm{ref}\|$ past $2 \cdot 10^{-2}$.
+// 252 moves the whole tensor's $\|\Delta\| / \|\mathrm{ref}\|$ past $2 \cdot 10^{-2}$. That is why
+// `dsv2 compare` and the engine tests, after a near tie changes token $t$'s experts in layer
+// $l$, compare the rest of that layer and the later layers on tokens $0 \dots t-1$ only: no
+// earlier token reads token $t$ (causality), every later one does through the latent cache.
 
 // %%
 cell(5);
