@@ -10,7 +10,6 @@
 
 #include <cstdlib>
 
-#include "dsv2/checkpoint.hpp"
 #include "dsv2/cuda/ops.hpp"
 #include "engine_support.hpp"
 

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 
-#include "dsv2/checkpoint.hpp"
 #include "engine_support.hpp"
 
 using namespace dsv2;

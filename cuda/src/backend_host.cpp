@@ -1,6 +1,7 @@
 // HostBackend: every Backend operation (dsv2/cuda/backend.hpp) as plain C++ on host memory —
-// plain loops for the dense operations, and the kernels' own CPU twins (paged.hpp, prefill.hpp,
-// moe.hpp) for attention and the MoE router and dispatch, so that the engine on this backend
+// plain loops (or the oracle's own function, for RMSNorm) for the dense operations, and the
+// kernels' own CPU twins (paged.hpp, prefill.hpp, moe.hpp) for attention and the MoE router,
+// dispatch, gather and combine, so that the engine on this backend
 // runs the GPU's algorithms (tiles, online softmax, split-KV plan, warp top-k) in C++.
 // Proved by tests/test_engine_host.cpp: the engine on this backend against the fp64 oracle.
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "dsv2/cuda/backend.hpp"
 #include "dsv2/cuda/mla.hpp"
 #include "dsv2/cuda/paged.hpp"
+#include "dsv2/layers.hpp"
 
 namespace dsv2::cuda {
 
@@ -103,14 +105,9 @@ public:
             for (int64_t c = 0; c < E.cols; ++c) h[t * E.cols + c] = weight_at(E, int64_t(tokens[t]) * E.cols + c);
     }
 
-    // Arithmetic of dsv2::rms_norm<float>: Σx² in order, mean, 1/sqrt(mean + eps), x · inv · w.
+    // The oracle's own dsv2::rms_norm<float>.
     void rms_norm(const float* x, const float* w, float* y, int64_t T, int64_t n, float eps) override {
-        for (int64_t t = 0; t < T; ++t) {
-            float ss = 0.f;
-            for (int64_t k = 0; k < n; ++k) ss += x[t * n + k] * x[t * n + k];
-            const float inv = 1.f / std::sqrt(ss / float(n) + eps);
-            for (int64_t k = 0; k < n; ++k) y[t * n + k] = x[t * n + k] * inv * w[k];
-        }
+        Eigen::Map<Mat<float>>(y, T, n) = dsv2::rms_norm<float>(MatMap<float>(x, T, n), Eigen::Map<const Vec<float>>(w, n), eps);
     }
 
     void linear(const float* x, const WeightRef& W, float* y, int64_t T) override {
@@ -215,22 +212,31 @@ public:
         return plan.offsets;
     }
 
+    // The kernels' CPU twins moe_gather_reference / moe_combine_reference, on a plan made of the
+    // slots and inverse map moe_dispatch wrote.
     void moe_gather(const float* x, const int32_t* slots, int64_t T, int64_t K, int64_t d, float* grouped) override {
-        for (int64_t r = 0; r < T * K; ++r) std::memcpy(grouped + r * d, x + (slots[r] / K) * d, size_t(d) * sizeof(float));
+        const DispatchPlan plan = plan_of(slots, nullptr, T, K);
+        const std::vector<float> g = moe_gather_reference<float>(plan, std::vector<float>(x, x + T * d), d);
+        std::memcpy(grouped, g.data(), g.size() * sizeof(float));
     }
-
-    // As moe_combine_kernel: fma accumulation in rank order from 0, then + shared.
     void moe_combine(const float* y, const float* w, const float* shared, const int32_t* row_of_slot, int64_t T,
                      int64_t K, int64_t d, float* out) override {
-        for (int64_t t = 0; t < T; ++t)
-            for (int64_t c = 0; c < d; ++c) {
-                float acc = 0.f;
-                for (int64_t k = 0; k < K; ++k) acc = std::fma(w[t * K + k], y[int64_t(row_of_slot[t * K + k]) * d + c], acc);
-                out[t * d + c] = shared ? acc + shared[t * d + c] : acc;
-            }
+        const DispatchPlan plan = plan_of(nullptr, row_of_slot, T, K);
+        const std::vector<float> o = moe_combine_reference<float>(
+            plan, std::vector<float>(y, y + T * K * d), std::vector<float>(w, w + T * K),
+            shared ? std::vector<float>(shared, shared + T * d) : std::vector<float>(), d);
+        std::memcpy(out, o.data(), o.size() * sizeof(float));
     }
 
 private:
+    // The parts of a DispatchPlan the gather (slots) and combine (row_of_slot) twins read.
+    static DispatchPlan plan_of(const int32_t* slots, const int32_t* row_of_slot, int64_t T, int64_t K) {
+        DispatchPlan p;
+        p.T = T, p.K = K;
+        if (slots) p.slots.assign(slots, slots + T * K);
+        if (row_of_slot) p.row_of_slot.assign(row_of_slot, row_of_slot + T * K);
+        return p;
+    }
     static void require_count(const WeightRef& W, int64_t count, const char* op) {
         if (W.count != count) throw std::invalid_argument(std::string(op) + ": expected a weight stack of " + std::to_string(count));
     }

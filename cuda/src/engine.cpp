@@ -138,17 +138,7 @@ void Engine::check_fits() const {
 
 int64_t Engine::cache_bytes() const { return cfg_.L * capacity_ * cfg_.cache_width() * int64_t(sizeof(float)); }
 
-WeightRef Engine::upload(const Mat<float>& m, int64_t count, WeightType type) {
-    owned_.push_back(be_.upload_as(m.data(), size_t(m.size()), type));
-    weight_bytes_ += int64_t(owned_.back()->bytes());
-    WeightRef r;
-    r.data = owned_.back()->data();
-    r.type = type;
-    r.count = count;
-    r.rows = m.rows() / count;
-    r.cols = m.cols();
-    return r;
-}
+WeightRef Engine::upload(const Mat<float>& m, int64_t count, WeightType type) { return upload_rows({&m}, count, type); }
 
 WeightRef Engine::upload_rows(const std::vector<const Mat<float>*>& parts, int64_t count, WeightType type) {
     // One backend buffer; each part converted and uploaded into its rows, so no host copy of the
