@@ -181,15 +181,19 @@ T* Engine::scratch_as(const std::string& name, int64_t elements) {
     return b->as<T>();
 }
 
-void Engine::record(Trace* trace, const std::string& name, const float* x, int64_t rows, int64_t cols) {
+// The name is built only when a trace is attached: the untraced calls (generate, benchmarks)
+// make no strings. l < 0: a name outside the layers ("embed", "norm").
+void Engine::record(Trace* trace, int64_t l, const char* what, const float* x, int64_t rows, int64_t cols) {
     if (!trace) return;
+    const std::string name = l < 0 ? std::string(what) : iname(l, what);
     Mat<float> m(rows, cols);
     be_.download(m.data(), x, size_t(rows * cols) * sizeof(float));
     trace->record(name, m);
 }
 
-void Engine::record_int(Trace* trace, const std::string& name, const int32_t* x, int64_t rows, int64_t cols) {
+void Engine::record_int(Trace* trace, int64_t l, const char* what, const int32_t* x, int64_t rows, int64_t cols) {
     if (!trace) return;
+    const std::string name = iname(l, what);
     IdxMat m(rows, cols);
     be_.download(m.data(), x, size_t(rows * cols) * sizeof(int32_t));
     trace->record(name, m, /*integer=*/true);
@@ -219,25 +223,25 @@ Mat<float> Engine::forward(const std::vector<int32_t>& tokens, Trace* trace, Log
     float* x = scratch("x", T * d);    // [T, d] normed input of a sublayer
     float* u = scratch("u", T * d);    // [T, d] a sublayer's output
     be_.embed(embed_, d_tokens, T, h);
-    record(trace, "embed", h, T, d);
+    record(trace, -1, "embed", h, T, d);
     for (int64_t l = 0; l < cfg_.L; ++l) {  // dsv2::Model::decoder_layer
         const LayerWeights& L = layers_[size_t(l)];
         be_.rms_norm(h, L.attn_norm, x, T, d, float(cfg_.rms_norm_eps));
-        record(trace, iname(l, "attn_norm"), x, T, d);
+        record(trace, l, "attn_norm", x, T, d);
         attention(l, x, u, T, d_positions, trace);
         be_.add(h, u, h, T * d);
-        record(trace, iname(l, "attn_residual"), h, T, d);
+        record(trace, l, "attn_residual", h, T, d);
         be_.rms_norm(h, L.ffn_norm, x, T, d, float(cfg_.rms_norm_eps));
-        record(trace, iname(l, "ffn_norm"), x, T, d);
+        record(trace, l, "ffn_norm", x, T, d);
         ffn(l, x, u, T, trace);
         be_.add(h, u, h, T * d);
-        record(trace, iname(l, "out"), h, T, d);
+        record(trace, l, "out", h, T, d);
     }
     length_ += T;
     const int64_t rows = which == Logits::last ? 1 : T;
     const float* h_last = h + (T - rows) * d;
     be_.rms_norm(h_last, final_norm_, x, rows, d, float(cfg_.rms_norm_eps));
-    record(trace, "norm", x, rows, d);
+    record(trace, -1, "norm", x, rows, d);
     float* logits = scratch("logits", rows * V);
     be_.linear(x, lm_head_, logits, rows);
     Mat<float> out(rows, V);  // [T or 1, V]
@@ -261,7 +265,7 @@ void Engine::attention(int64_t l, const float* x, float* out, int64_t T, const i
         be_.linear(x, L.q_a, c_q_raw, T);
         float* c_q = scratch("attn.c_q", T * cfg_.d_q);  // [T, d_q]
         be_.rms_norm(c_q_raw, L.q_a_norm, c_q, T, cfg_.d_q, eps);
-        record(trace, iname(l, "attn.c_q"), c_q, T, cfg_.d_q);
+        record(trace, l, "attn.c_q", c_q, T, cfg_.d_q);
         be_.linear(c_q, L.q_b, q, T);
     } else {
         be_.linear(x, L.q_proj, q, T);
@@ -271,8 +275,8 @@ void Engine::attention(int64_t l, const float* x, float* out, int64_t T, const i
     be_.copy_cols(q, d_qk, 0, q_nope, d_h, 0, T * H, d_h);
     be_.copy_cols(q, d_qk, d_h, q_pe, d_R, 0, T * H, d_R);
     be_.rope(q_pe, positions, T, H, d_R, inv_freq_, amplitude_);
-    record(trace, iname(l, "attn.q_nope"), q_nope, T, H * d_h);
-    record(trace, iname(l, "attn.q_pe"), q_pe, T, H * d_R);
+    record(trace, l, "attn.q_nope", q_nope, T, H * d_h);
+    record(trace, l, "attn.q_pe", q_pe, T, H * d_R);
 
     // mla_latent: [c_kv | k_pe] = W^DKV x; c_kv normed, k_pe rotated.
     float* kv_a = scratch("attn.kv_a", T * W);  // [T, d_c + d_R]
@@ -284,8 +288,8 @@ void Engine::attention(int64_t l, const float* x, float* out, int64_t T, const i
     float* k_pe = scratch("attn.k_pe", T * d_R);  // [T, d_R]
     be_.copy_cols(kv_a, W, d_c, k_pe, d_R, 0, T, d_R);
     be_.rope(k_pe, positions, T, 1, d_R, inv_freq_, amplitude_);
-    record(trace, iname(l, "attn.c_kv"), c_kv, T, d_c);
-    record(trace, iname(l, "attn.k_pe"), k_pe, T, d_R);
+    record(trace, l, "attn.c_kv", c_kv, T, d_c);
+    record(trace, l, "attn.k_pe", k_pe, T, d_R);
 
     // LatentCache::write: rows p0 … p0 + T − 1 of this layer's cache.
     float* cache = cache_[size_t(l)];  // [capacity, W]
@@ -297,10 +301,10 @@ void Engine::attention(int64_t l, const float* x, float* out, int64_t T, const i
         // mla_attend_absorbed for one query: q̃_i = q^C_i W^UK_i, õ_i = Σ_j p_j ĉ_j, o_i = õ_i W^UV_iᵀ.
         float* q_abs = scratch("attn.q_absorbed", H * d_c);  // [1, n_h, d_c]
         be_.linear_heads(q_nope, L.w_uk_t, q_abs, 1);
-        record(trace, iname(l, "attn.q_absorbed"), q_abs, 1, H * d_c);
+        record(trace, l, "attn.q_absorbed", q_abs, 1, H * d_c);
         float* o_lat = scratch("attn.o_latent", H * d_c);  // [1, n_h, d_c]
         be_.mla_decode(cache, capacity_, n, d_c, d_R, q_abs, q_pe, H, float(sigma_), o_lat);
-        record(trace, iname(l, "attn.o_latent"), o_lat, 1, H * d_c);
+        record(trace, l, "attn.o_latent", o_lat, 1, H * d_c);
         be_.linear_heads(o_lat, L.w_uv, o, 1);
     } else {
         // mla_attend_naive: k_nope_i = ĉ W^UK_iᵀ, v_i = ĉ W^UV_iᵀ for all n cached rows, then
@@ -322,9 +326,9 @@ void Engine::attention(int64_t l, const float* x, float* out, int64_t T, const i
         dims.T = int(T), dims.n = int(n), dims.n_h = int(H), dims.d_nope = int(d_h), dims.d_R = int(d_R), dims.d_v = int(d_v);
         be_.mla_prefill(dims, q_full, k_nope, k_pe_all, v, float(sigma_), o);
     }
-    record(trace, iname(l, "attn.o"), o, T, H * d_v);
+    record(trace, l, "attn.o", o, T, H * d_v);
     be_.linear(o, L.o_proj, out, T);
-    record(trace, iname(l, "attn.out"), out, T, cfg_.d);
+    record(trace, l, "attn.out", out, T, cfg_.d);
 }
 
 // dsv2::swiglu with [gate; up] as one product: out = W_down (silu(x W_gateᵀ) ⊙ x W_upᵀ).
@@ -344,7 +348,7 @@ void Engine::ffn(int64_t l, const float* x, float* out, int64_t T, Trace* trace)
     const int64_t d = cfg_.d;
     if (!L.moe) {
         swiglu(L.gate_up, L.down, x, out, T, "mlp");
-        record(trace, iname(l, "mlp.out"), out, T, d);
+        record(trace, l, "mlp.out", out, T, d);
         return;
     }
     const int64_t N = cfg_.N_r, K = cfg_.K_r, I = cfg_.d_e;
@@ -352,14 +356,14 @@ void Engine::ffn(int64_t l, const float* x, float* out, int64_t T, Trace* trace)
     const RouterParams rp = router_params(cfg_);
     float* logits = scratch("moe.router_logits", T * N);  // [T, N_r]
     be_.linear(x, L.router, logits, T);
-    record(trace, iname(l, "moe.router_logits"), logits, T, N);
+    record(trace, l, "moe.router_logits", logits, T, N);
     int32_t* idx = scratch_as<int32_t>("moe.topk_idx", T * K);  // [T, K]
     float* gate = scratch("moe.topk_weight", T * K);            // [T, K]
     float* scores = scratch("moe.scores", T * N);               // [T, N_r]
     be_.moe_route(rp, logits, T, idx, gate, scores);
-    record(trace, iname(l, "moe.scores"), scores, T, N);
-    record_int(trace, iname(l, "moe.topk_idx"), idx, T, K);
-    record(trace, iname(l, "moe.topk_weight"), gate, T, K);
+    record(trace, l, "moe.scores", scores, T, N);
+    record_int(trace, l, "moe.topk_idx", idx, T, K);
+    record(trace, l, "moe.topk_weight", gate, T, K);
 
     // Dispatch, experts over their contiguous rows, combine in rank order.
     int32_t* slots = scratch_as<int32_t>("moe.slots", T * K);
@@ -374,14 +378,14 @@ void Engine::ffn(int64_t l, const float* x, float* out, int64_t T, Trace* trace)
     float* y = scratch("moe.y", T * K * d);  // [T·K, d]
     be_.linear_grouped(act, L.experts_down, offsets, y);
     be_.moe_combine(y, gate, nullptr, row_of_slot, T, K, d, out);
-    record(trace, iname(l, "moe.routed"), out, T, d);
+    record(trace, l, "moe.routed", out, T, d);
     if (cfg_.N_s > 0) {
         float* shared = scratch("moe.shared", T * d);  // [T, d]
         swiglu(L.shared_gate_up, L.shared_down, x, shared, T, "moe.shared_mlp");
-        record(trace, iname(l, "moe.shared"), shared, T, d);
+        record(trace, l, "moe.shared", shared, T, d);
         be_.add(out, shared, out, T * d);
     }
-    record(trace, iname(l, "moe.out"), out, T, d);
+    record(trace, l, "moe.out", out, T, d);
 }
 
 }  // namespace dsv2::cuda

@@ -79,8 +79,8 @@ private:
     WeightRef upload_rows(const std::vector<const Mat<float>*>& parts, int64_t count, WeightType type);
     const float* upload_f32(const Mat<float>& m);
     void check_fits() const;  // the backend's free memory against weights + cache + work
-    void record(Trace* trace, const std::string& name, const float* x, int64_t rows, int64_t cols);
-    void record_int(Trace* trace, const std::string& name, const int32_t* x, int64_t rows, int64_t cols);
+    void record(Trace* trace, int64_t l, const char* what, const float* x, int64_t rows, int64_t cols);
+    void record_int(Trace* trace, int64_t l, const char* what, const int32_t* x, int64_t rows, int64_t cols);
 
     void attention(int64_t l, const float* x, float* out, int64_t T, const int64_t* positions, Trace* trace);
     void ffn(int64_t l, const float* x, float* out, int64_t T, Trace* trace);
