@@ -138,18 +138,18 @@ bench: build bench-deps
 	python3 tools/bench/report.py --markdown $$files > $(BUILD)/bench/report.md; \
 	echo "(also as Markdown: $(BUILD)/bench/report.md)"
 
-# --- a lent GPU machine (cuda/README.md, "Running the GPU check on a lent H200") --------------------
-# gpu-bundle, HERE: the Debian build dependencies into build-gpu-deps/ (carried to the device).
-# gpu-check, THERE: build-gpu/ against that bundle (no `deps`: no apt there), then the GPU tests,
-# compute-sanitizer, dsv2 compare, the CPU suite and a bench; summary in $OUT/ (else build-gpu/gpu-check/).
-.PHONY: gpu-bundle gpu-check
+# --- a lent GPU machine (cuda/README.md, "Running the GPU check on a lent H100 or H200") -------------
+# gpu-prepare, HERE: dsv2, the GPU tests and the GPU benchmarks built portable (-DDSV2_NATIVE=OFF)
+#   in build-gpu/, packed with their libraries and the Debian build dependencies into
+#   build-gpu-carry/ — the one path the device calls carry.
+# gpu-check, THERE: PART=tests (call 1: GPU tests, compute-sanitizer, dsv2 compare --device cuda)
+#   or PART=bench (call 2: the GPU benchmarks beside their PyTorch peers); summary in $OUT/.
+# gpu-bundle: the Debian build dependencies alone, into build-gpu-deps/ (gpu-prepare includes them).
+.PHONY: gpu-bundle gpu-prepare gpu-check
+PART ?= tests
 gpu-bundle: deps
 	bash tools/gpu/bundle_deps.sh build-gpu-deps
+gpu-prepare: deps
+	bash tools/gpu/prepare.sh build-gpu-carry
 gpu-check:
-	bash tools/gpu/gpu_check.sh
-
-install: build
-	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
-
-clean:
-	rm -rf $(BUILD)
+	bash tools/gpu/gpu_check.sh $(PART)

@@ -176,7 +176,7 @@ struct ModelCase {
 inline std::vector<ModelCase> model_cases(bool with_long) {
     constexpr double fp32 = 1e-5, bf16 = 2e-2;
     using cuda::WeightType;
-    const std::string src = DSV2_SOURCE_DIR;
+    const std::string src = source_dir();
     std::vector<ModelCase> cases = {
         {"tiny preset, prefill then decode",
          [](cuda::Backend& be) {

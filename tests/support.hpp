@@ -26,6 +26,14 @@
 
 namespace dsv2::test {
 
+/// The source tree the test data lives in: $DSV2_SOURCE_DIR when set (tools/gpu/gpu_check.sh sets
+/// it for test binaries built here and carried to a lent GPU machine, where the tree has another
+/// path), else the tree the test was built from.
+inline std::string source_dir() {
+    const char* v = std::getenv("DSV2_SOURCE_DIR");
+    return v && *v ? std::string(v) : std::string(DSV2_SOURCE_DIR);
+}
+
 /// ‖a − b‖ / ‖b‖ (Frobenius), b the reference; 0 when both are zero.
 template <typename A, typename B>
 double rel_err(const A& a, const B& b) {

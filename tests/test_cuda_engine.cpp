@@ -22,10 +22,7 @@ namespace {
 constexpr double kBoundFp32 = 1e-5;  // tests/test_golden.cpp
 constexpr double kBoundBf16 = 2e-2;  // app/compare.cpp
 
-bool quick() {
-    const char* v = std::getenv("DSV2_GPU_TEST_QUICK");
-    return v && std::string(v) == "1";
-}
+bool quick() { return cuda::gpu_test_quick(); }
 
 }  // namespace
 

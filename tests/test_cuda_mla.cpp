@@ -11,7 +11,8 @@
 //                         oracle on the unrounded inputs
 // Adversarial: cache slots past each length (and unallocated) poisoned with NaN, shuffled block
 // tables, zero-length sequences, lengths not a multiple of 64, n_h = 1, 16 and 128, B = 1 long
-// sequence split over every SM.
+// sequence split over every SM. DSV2_GPU_TEST_QUICK=1 (compute-sanitizer runs) runs the quick list
+// in main() instead: n_h ≤ 16, lengths ≤ 300, one bf16 case.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -264,6 +265,17 @@ int main() {
         test_rope();
         test_cache_append();
         const std::vector<int32_t> mixed{1, 64, 65, 0, 333, 1000, 127};
+        if (cuda::gpu_test_quick()) {
+            // Quick list (compute-sanitizer): n_h ≤ 16, at most 300 keys, one bf16 case — still
+            // lengths of 0, 1, 64, 65 and a partial block, a split over several SMs, shuffled tables.
+            std::printf("DSV2_GPU_TEST_QUICK=1: n_h <= 16, lengths <= 300, one bf16 case\n");
+            const std::vector<int32_t> small{1, 64, 65, 0, 300, 127};
+            test_decode<false>(1, small, 101);
+            test_decode<false>(16, small, 116);
+            test_decode<true>(16, small, 216);
+            test_decode<false>(16, {0, 0}, 9);  // no work at all
+            return failures ? 1 : 0;
+        }
         const std::vector<int32_t> one_long{16383};  // B = 1: 256 blocks split over every SM
         for (int n_h : {1, 16, 128}) {
             test_decode<false>(n_h, mixed, uint32_t(100 + n_h));

@@ -42,6 +42,11 @@ bool announce_device() {
     return true;
 }
 
+bool gpu_test_quick() {
+    const char* v = std::getenv("DSV2_GPU_TEST_QUICK");
+    return v && std::string(v) == "1";
+}
+
 std::string device_name() {
     cudaDeviceProp p{};
     CUDA_CHECK(cudaGetDeviceProperties(&p, 0));

@@ -3,6 +3,7 @@
 // tests/test_cuda_moe_host.cpp; also built into dsv2_cuda.
 #include "dsv2/cuda/moe.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -145,6 +146,54 @@ void route_reference(const RouterParams& p, const float* logits, int32_t* idx, f
         idx[k] = chosen[size_t(k)];
         w[k] = norm ? v / (gsum + 1e-20f) : v * p.routed_scaling_factor;
     }
+}
+
+bool within_ulps(float a, float b, int ulps) {
+    if (a == b) return true;
+    if (std::isnan(a) || std::isnan(b) || std::isinf(a) || std::isinf(b)) return false;
+    const float m = std::max(std::abs(a), std::abs(b));
+    const float ulp = std::nextafter(m, std::numeric_limits<float>::infinity()) - m;
+    return double(std::abs(a - b)) <= double(ulps) * double(ulp);
+}
+
+RouteAgreement compare_routes(const RouterParams& p, const float* scores, const int32_t* idx_ref, const float* w_ref,
+                              const int32_t* idx_got, const float* w_got, int64_t T, int ulps) {
+    RouteAgreement a;
+    a.tokens = T;
+    const int K = p.K, N = p.N_r;
+    for (int64_t t = 0; t < T; ++t) {
+        const int32_t* r = idx_ref + t * K;
+        const int32_t* g = idx_got + t * K;
+        const float* s = scores + t * N;
+        std::string why;
+        bool same = true;
+        for (int k = 0; k < K && why.empty(); ++k) {
+            if (g[k] < 0 || g[k] >= N) why = "rank " + std::to_string(k) + " holds " + std::to_string(g[k]) + ", outside [0, N_r)";
+            for (int j = 0; j < k && why.empty(); ++j)
+                if (g[j] == g[k]) why = "expert " + std::to_string(g[k]) + " chosen twice";
+            if (!why.empty() || g[k] == r[k]) continue;
+            same = false;
+            if (!within_ulps(s[g[k]], s[r[k]], ulps))
+                why = "rank " + std::to_string(k) + ": expert " + std::to_string(g[k]) + " (twin score " +
+                      std::to_string(s[g[k]]) + ") for " + std::to_string(r[k]) + " (" + std::to_string(s[r[k]]) +
+                      "), not within " + std::to_string(ulps) + " ulp";
+        }
+        if (!why.empty()) {
+            if (a.wrong++ == 0) a.first_wrong = t, a.first_wrong_why = "token " + std::to_string(t) + ": " + why;
+            continue;
+        }
+        if (!same) {
+            ++a.near_tie;
+            continue;
+        }
+        ++a.exact;
+        for (int k = 0; k < K; ++k) {
+            const double x = w_got[t * K + k], y = w_ref[t * K + k];
+            if (std::isnan(x) != std::isnan(y)) a.max_gate_rel = std::numeric_limits<double>::infinity();
+            else if (!std::isnan(y)) a.max_gate_rel = std::max(a.max_gate_rel, std::abs(x - y) / std::max(std::abs(y), 1e-30));
+        }
+    }
+    return a;
 }
 
 DispatchPlan make_dispatch_plan(const int32_t* topk_idx, int64_t T, int64_t K, int64_t N_r) {

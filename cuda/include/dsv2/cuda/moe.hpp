@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "dsv2/config.hpp"
@@ -63,6 +64,39 @@ std::vector<int32_t> warp_topk_reference(const float* scores, int n, int k, cons
 /// k) or × routed_scaling_factor.
 ///   logits [N_r] → idx [K], w [K], scores [N_r] (optional)
 void route_reference(const RouterParams& p, const float* logits, int32_t* idx, float* w, float* scores = nullptr);
+
+/// Within how many fp32 ulps two router scores count as a near tie when a GPU router is compared
+/// with its CPU twin. CUDA's expf and glibc's differ by up to 2 ulp, the division by the common
+/// sum adds ½ ulp to each, so one score moves by at most ε ≈ 3 ulp; the k-th largest of a vector
+/// moves by at most the largest move of an element, so the experts the two routers put at the same
+/// rank have twin scores within 2ε ≈ 6 ulp. 8 leaves one ulp of margin per score.
+constexpr int kRouteTieUlps = 8;
+
+/// Whether the twin scores a, b are within `ulps` units in the last place of the larger magnitude
+/// (equal values, including two infinities of one sign, always are; NaN never is).
+bool within_ulps(float a, float b, int ulps);
+
+/// How a router's choices compare with the CPU twin's on the same logits, token by token.
+struct RouteAgreement {
+    int64_t tokens = 0;
+    int64_t exact = 0;           ///< the same experts at every rank
+    int64_t near_tie = 0;        ///< ranks differ only between experts whose twin scores are within ulps
+    int64_t wrong = 0;           ///< anything else: an index outside [0, N_r), a repeat, a swap past a near tie
+    int64_t first_wrong = -1;    ///< the first such token (−1: none)
+    std::string first_wrong_why; ///< what is wrong there
+    double max_gate_rel = 0;     ///< gates of the exact tokens, |got − ref| / |ref| (NaN on one side only: inf)
+    bool ok(double gate_bound) const { return wrong == 0 && max_gate_rel <= gate_bound; }
+};
+
+/// Compares T tokens of router output (idx_got, w_got) with the twin's (idx_ref, w_ref) using the
+/// twin's scores [T, N_r]: rank k of token t may hold another expert than the twin's only where
+/// the twin scores the two within `ulps` (within_ulps) — a near tie that a 1-ulp difference in exp
+/// may order either way; such a token is counted in near_tie and its gates are not compared (they
+/// belong to another choice). Under group-limited routing a near tie between two groups' maxima
+/// shows as such a swap too, and is counted wrong unless the swapped experts also tie (rare: the
+/// test data would need two group maxima within a few ulp).
+RouteAgreement compare_routes(const RouterParams& p, const float* scores, const int32_t* idx_ref, const float* w_ref,
+                              const int32_t* idx_got, const float* w_got, int64_t T, int ulps = kRouteTieUlps);
 
 /// Tokens grouped by expert. slot = t·K + k names the k-th choice of token t; row = a row of the
 /// grouped buffer [T·K, ·]. Expert e owns rows [offsets[e], offsets[e + 1]), its slots in

@@ -20,6 +20,11 @@ inline constexpr int kSkipExitCode = 77;
 /// returns kSkipExitCode, so a skip always says why.
 bool announce_device();
 
+/// DSV2_GPU_TEST_QUICK=1 (tools/gpu/gpu_check.sh sets it for its compute-sanitizer runs, which
+/// slow a program 10–100×): a GPU test then runs its quick case list — small shapes that still
+/// take every code path (n_h ≤ 16, at most a few hundred keys, one bf16 case) — and says so.
+bool gpu_test_quick();
+
 /// RMSNorm on the GPU over host arrays: reproduces dsv2::rms_norm (reference/src/layers.cpp),
 /// fp32. Proved by tests/test_cuda_rmsnorm.cpp.
 ///   x [T, n] row-major, w [n] → y [T, n]
