@@ -73,7 +73,7 @@ if grep -q "not found" "$carry/ldd.txt"; then
 fi
 
 commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
-dirty=$(git status --short 2>/dev/null | grep -v '^??' | wc -l)
+dirty=$( (git status --short 2>/dev/null || true) | { grep -v '^??' || true; } | wc -l)
 {
   echo "commit=$commit"
   echo "dirty_files=$dirty"
