@@ -33,8 +33,9 @@
 #
 # Knobs (environment variables):
 #   GPU_CHECK_PART       tests | bench | all (the first argument wins)
-#   GPU_CHECK_BUDGET_S   seconds for the whole script (default 510): a step gets at most what is
-#                        left; one that would get under 15 s is not run, and says so
+#   GPU_CHECK_BUDGET_S   seconds for the whole script (default: tests 420, bench 240, all 900): a
+#                        step gets at most what is left; one that would get under 15 s is not
+#                        run, and says so
 #   GPU_CHECK_CARRY      the carried folder (default build-gpu-carry): bin/, lib/, deps/, gpu-tests.txt
 #   GPU_CHECK_BUILD_THERE=1  ignore the carried binaries and build there (the fallback, forced)
 #   GPU_CHECK_BUILD      the fallback's build tree (default build-gpu)
@@ -45,7 +46,7 @@
 #   GPU_CHECK_TEST_TIMEOUT_S       per GPU test binary (default 150)
 #   GPU_CHECK_SANITIZERS           tools allowed (default "memcheck racecheck synccheck initcheck")
 #   GPU_CHECK_SANITIZER_TIMEOUT_S  per tool and binary (default 90)
-#   GPU_CHECK_SANITIZE_BUDGET_S    for all compute-sanitizer runs together (default 220)
+#   GPU_CHECK_SANITIZE_BUDGET_S    for all compute-sanitizer runs together (default 180)
 #   GPU_CHECK_FIRST_RUN  1: sanitizers before compare; 0: after (default: 1 while docs/gpu-runs/
 #                        holds no run summary)
 #   GPU_CHECK_CAP_FACTOR multiplies every step's own cap (default 1; e.g. 5 on a 2-core machine)
@@ -65,13 +66,15 @@ if [ -n "${GPU_CHECK_DEPS:-}" ]; then DEPS=$(abs "$GPU_CHECK_DEPS")
 elif [ -d "$CARRY/deps" ]; then DEPS=$CARRY/deps
 else DEPS=$ROOT/build-gpu-deps; fi
 BUILD=$(abs "${GPU_CHECK_BUILD:-build-gpu}")
-BUDGET=${GPU_CHECK_BUDGET_S:-510}
+# Both calls and a machine start (1–2 min) must fit the 15 minutes of device time: 420 + 240 +
+# 120 = 780 s, leaving 2 minutes for transfers and the idle wait between the calls.
+case "$PART" in tests) BUDGET=${GPU_CHECK_BUDGET_S:-420} ;; bench) BUDGET=${GPU_CHECK_BUDGET_S:-240} ;; all) BUDGET=${GPU_CHECK_BUDGET_S:-900} ;; esac
 JOBS=${GPU_CHECK_JOBS:-$(nproc 2>/dev/null || echo 4)}
 SKIP=" ${GPU_CHECK_SKIP:-} "
 SANITIZERS=" ${GPU_CHECK_SANITIZERS:-memcheck racecheck synccheck initcheck} "
 TEST_TIMEOUT=${GPU_CHECK_TEST_TIMEOUT_S:-150}
 SAN_TIMEOUT=${GPU_CHECK_SANITIZER_TIMEOUT_S:-90}
-SAN_BUDGET=${GPU_CHECK_SANITIZE_BUDGET_S:-220}
+SAN_BUDGET=${GPU_CHECK_SANITIZE_BUDGET_S:-180}
 REQUIRE_GPU=${GPU_CHECK_REQUIRE_GPU:-1}
 CAP_FACTOR=${GPU_CHECK_CAP_FACTOR:-1}
 if [ -n "${GPU_CHECK_FIRST_RUN:-}" ]; then FIRST_RUN=$GPU_CHECK_FIRST_RUN
@@ -244,13 +247,19 @@ if [ -z "$MODE" ]; then
   if [ -f "$BUILD/CMakeCache.txt" ] && ! grep -q "^CMAKE_GENERATOR:INTERNAL=$GEN\$" "$BUILD/CMakeCache.txt"; then
     rm -rf "$BUILD/CMakeCache.txt" "$BUILD/CMakeFiles"
   fi
-  [ -d "$DEPS/include" ] || say "WARNING: no bundle at $DEPS; using whatever this machine has"
-  export CMAKE_PREFIX_PATH="$DEPS${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
-  export DSV2_ONIG_ROOT="$DEPS"
-  export PKG_CONFIG_PATH="$DEPS/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  DEPS_ARGS=()
+  if [ -d "$DEPS/include" ]; then
+    # The bundle replaces the Debian packages; exported too, for the consumer project test_install configures.
+    export CMAKE_PREFIX_PATH="$DEPS${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+    export DSV2_ONIG_ROOT="$DEPS"
+    export PKG_CONFIG_PATH="$DEPS/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+    DEPS_ARGS=(-DCMAKE_PREFIX_PATH="$DEPS" -DDSV2_ONIG_ROOT="$DEPS")
+  else
+    say "WARNING: no bundle at $DEPS; using whatever this machine has"
+  fi
   # shellcheck disable=SC2086
   run configure 180 cmake -S "$ROOT" -B "$BUILD" -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DDSV2_NATIVE=OFF \
-      -DCMAKE_PREFIX_PATH="$DEPS" -DDSV2_ONIG_ROOT="$DEPS" -DCMAKE_CUDA_ARCHITECTURES=90a ${GPU_CHECK_CMAKE_ARGS:-}
+      "${DEPS_ARGS[@]}" -DCMAKE_CUDA_ARCHITECTURES=90a ${GPU_CHECK_CMAKE_ARGS:-}
   r=$(verdict); note=$(budget_note "$GEN")
   grep -q "no CUDA compiler found" "$STEPLOGS/configure.log" 2>/dev/null && { r=FAIL; note="configured without CUDA: nvcc not found"; }
   record "fallback: configure (${BUILD#"$ROOT"/})" "$r" "$SECS" "$note"
