@@ -176,8 +176,8 @@ int forward_in(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
 
 // --device host or cuda: the engine (fp32, weights as --dtype), its attention form per call.
 int forward_engine(const ForwardOptions& o, const std::vector<int32_t>& tokens) {
-    std::unique_ptr<cuda::Backend> backend = make_engine_backend(o.device);
-    const cuda::WeightType type = cuda::weight_type_from_string(o.dtype);
+    std::unique_ptr<engine::Backend> backend = make_engine_backend(o.device);
+    const engine::WeightType type = engine::weight_type_from_string(o.dtype);
     const int64_t T = int64_t(tokens.size());
     const int64_t prefill = o.prefill < 0 ? T : o.prefill;
     Config cfg;
@@ -186,7 +186,7 @@ int forward_engine(const ForwardOptions& o, const std::vector<int32_t>& tokens) 
     {
         const Model<float> model = load_model<float>(o.source);  // the weights; the engine copies them
         cfg = model.config();
-        cuda::Engine engine(cfg, model.weights(), *backend, type, T);
+        engine::Engine engine(cfg, model.weights(), *backend, type, T);
         logits.resize(T, cfg.V);  // [T, V]
         for_each_call(T, prefill, [&](int64_t first, int64_t n) {
             const std::vector<int32_t> part(tokens.begin() + first, tokens.begin() + first + n);
@@ -240,7 +240,7 @@ int run_forward(const ForwardOptions& o) {
     check_device_options(o.device, o.dtype, o.precision, o.attention_given, o.attention);
     const int64_t bytes = o.precision == "fp64" ? 8 : 4;
     // The weights alone (the engine on the host holds a second copy), then the whole run.
-    check_fits_in_memory(cfg, bytes + engine_host_bytes(o.device, cuda::weight_type_from_string(o.dtype)), source_name(o.source));
+    check_fits_in_memory(cfg, bytes + engine_host_bytes(o.device, engine::weight_type_from_string(o.dtype)), source_name(o.source));
     check_run_fits(cfg, T, o.prefill < 0 ? T : o.prefill, bytes, !o.dump.empty(), "--tokens");
     check_writable(o.out, "--out");
     if (!o.dump.empty()) check_writable(o.dump, "--dump");

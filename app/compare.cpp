@@ -2,7 +2,7 @@
 // docs/intermediates.md —
 //   --against FILE.safetensors: the intermediates another implementation (PyTorch, someone's own
 //     kernels, a dsv2 dump) wrote;
-//   without --against: dsv2's own engine (dsv2/cuda/engine.hpp) run here on --device cuda (the
+//   without --against: dsv2's own engine (dsv2/engine/engine.hpp) run here on --device cuda (the
 //     GPU) or host (its CPU twin), its trace turned into the same structure as a file.
 // One line per intermediate, in the oracle's forward order: max |Δ|, ‖Δ‖/‖ref‖ (ref = the oracle)
 // and PASS or FAIL at the bound of the dtype; expert indices must match exactly, or in bf16 differ
@@ -32,67 +32,30 @@ namespace dsv2::app {
 
 namespace {
 
-// Bounds on ‖Δ‖/‖ref‖ against the fp64 oracle, by the precision FILE was computed in.
-//
-// fp32: 1e-5, the bound of the golden test (tests/test_golden.cpp). fp32's unit roundoff is
-// 2^-24 ≈ 6e-8; 1e-5 leaves two orders of magnitude for sums of length d, the softmax and a few
-// layers, and still catches any wrong formula (those give 1e-3 to 1).
-constexpr double kBoundFp32 = 1e-5;
-// bf16: 2e-2. bf16 keeps 8 significand bits, so rounding to nearest leaves a relative error of at
-// most u = 2^-8 ≈ 3.9e-3 per element (about u/√3 ≈ 2.3e-3 over a whole tensor). An implementation
-// that keeps its activations in bf16 rounds again at every stage — norms, projections, RoPE,
-// attention, experts, residual adds: about ten per layer — and the residual stream carries those
-// errors into every later layer, where independent roundings add roughly in quadrature:
-// √k · u/√3 ≈ 1.3e-2 after k = 30 (three layers). 2e-2 ≈ 5u passes a correct bf16 pass of a few
-// layers and fails a wrong formula. A deep model compounds more; this is the constant to change.
-constexpr double kBoundBf16 = 2e-2;
+// The bounds, the near-tie rule and the causal cut are the agreement module's
+// (dsv2/engine/agreement.hpp), shared with the engine tests and the demo.
+using engine::Comparison;
+using engine::Row;
+using engine::Tensor;
+using engine::Tensors;
+using engine::Tolerance;
 
 // Engine mode, no --prefill: the last this many tokens are decoded one call each (absorbed form).
 constexpr int64_t kEngineDecodeCalls = 4;
 
-double bound_of(const std::string& dtype) { return dtype == "bf16" ? kBoundBf16 : kBoundFp32; }
-
-// Expert indices: exact in fp32. In bf16 an index may differ where the oracle scores the two
-// experts within kTieBf16 of each other, relative to the token's top score: a near tie that the
-// lower precision may order either way (the rule of tests/engine_support.hpp). The same value as
-// the bound: bf16 router logits carry a relative error of that order.
-constexpr double kTieBf16 = 2e-2;
-
-double tie_tol_of(const std::string& dtype) { return dtype == "bf16" ? kTieBf16 : 0.0; }
-
 // "--against FILE" for error messages.
 std::string file_label(const std::string& path) { return "--against " + path; }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-    std::string s = "[";
-    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    return s + "]";
-}
-
-std::string sci(double v, int digits) {
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "%.*e", digits, v);
-    return buf;
-}
-
-// What a differing expert index may be: "near ties (score gap ≤ 2e-02 of the top score)".
-std::string near_tie_rule(double tie_tol) { return "near ties (score gap ≤ " + sci(tie_tol, 0) + " of the top score)"; }
-std::string index_rule(double tie_tol) {
-    return tie_tol > 0 ? "expert indices exact or " + near_tie_rule(tie_tol) : "expert indices exact";
-}
+using engine::sci;
+using engine::shape_text;
 
 // ---------------------------------------------------------------------------------------------
 // FILE: every tensor as [rows, width] in double (dimensions after the first flattened, so
-// [T, n_h, d_R] reads as the heads side by side), the integer ones marked; its tokens, if any.
-
-struct FileTensor {
-    std::vector<int64_t> shape;  ///< as stored in FILE
-    Mat<double> data;            ///< [shape[0], product of the rest]
-    bool integer = false;        ///< I32 or I64 in FILE
-};
+// [T, n_h, d_R] reads as the heads side by side), the integer ones marked (engine::Tensor); its
+// tokens, if any.
 
 struct AgainstFile {
-    std::map<std::string, FileTensor> tensors;  ///< every tensor but `tokens`
+    Tensors tensors;  ///< every tensor but `tokens`
     bool has_tokens = false;
     std::vector<int32_t> tokens;  ///< the `tokens` tensor, when present
     /// A dump of dsv2's engine (dsv2 forward --device host|cuda --dump): its metadata says the
@@ -134,7 +97,7 @@ AgainstFile load_against(const std::string& path) {
             a.has_tokens = true;
             continue;
         }
-        FileTensor t;
+        Tensor t;
         t.shape = e.shape;
         t.integer = integer;
         const int64_t rows = e.shape.empty() ? 1 : e.shape[0];
@@ -188,7 +151,7 @@ void check_oracle_finite(const Trace& trace) {
 }
 
 // per_call: each call in the form the engine uses for a call of that many tokens
-// (cuda::attention_form) instead of `form`.
+// (engine::attention_form) instead of `form`.
 Trace run_oracle(const ModelSource& src, const std::vector<int32_t>& tokens, int64_t prefill, AttentionForm form,
                  bool per_call) {
     const Model<double> model = load_model<double>(src);
@@ -196,52 +159,10 @@ Trace run_oracle(const ModelSource& src, const std::vector<int32_t>& tokens, int
     LatentCache<double> cache(model.config(), int64_t(tokens.size()));
     for_each_call(int64_t(tokens.size()), prefill, [&](int64_t first, int64_t n) {
         const std::vector<int32_t> part(tokens.begin() + first, tokens.begin() + first + n);
-        model.forward(part, cache, per_call ? cuda::attention_form(n) : form, &trace);
+        model.forward(part, cache, per_call ? engine::attention_form(n) : form, &trace);
     });
     check_oracle_finite(trace);
     return trace;
-}
-
-// The engine and, beside it, the oracle on the same weight values (rounded to bf16 for bf16
-// weights, as the engine stores them), with the same schedule, each oracle call in the form the
-// engine uses for a call of that many tokens (cuda::attention_form).
-struct EngineTraces {
-    Trace oracle, engine;
-};
-
-EngineTraces run_engine_and_oracle(const Config& cfg, const Weights<float>& w, cuda::Backend& backend,
-                                   cuda::WeightType type, const std::vector<int32_t>& tokens, int64_t prefill) {
-    EngineTraces r;
-    const int64_t T = int64_t(tokens.size());
-    auto part = [&](int64_t first, int64_t n) {
-        return std::vector<int32_t>(tokens.begin() + first, tokens.begin() + first + n);
-    };
-    {
-        cuda::Engine engine(cfg, w, backend, type, T);
-        for_each_call(T, prefill, [&](int64_t first, int64_t n) { engine.forward(part(first, n), &r.engine); });
-    }
-    const Model<double> oracle(cfg, weights_as<double>(w, type));
-    LatentCache<double> cache(cfg, T);
-    for_each_call(T, prefill, [&](int64_t first, int64_t n) {
-        oracle.forward(part(first, n), cache, cuda::attention_form(n), &r.oracle);
-    });
-    check_oracle_finite(r.oracle);
-    return r;
-}
-
-// The engine's trace in the structure a file gives: every entry [T, width], indices marked.
-AgainstFile as_file(const Trace& trace, const std::vector<int32_t>& tokens) {
-    AgainstFile a;
-    for (const auto& [name, e] : trace.entries()) {
-        FileTensor t;
-        t.shape = {e.data.rows(), e.data.cols()};
-        t.data = e.data;
-        t.integer = e.integer;
-        a.tensors.emplace(name, std::move(t));
-    }
-    a.has_tokens = true;
-    a.tokens = tokens;
-    return a;
 }
 
 // The engine's tokens when --tokens is not given: 12 ids spread over the vocabulary,
@@ -251,206 +172,6 @@ std::vector<int32_t> default_tokens(int64_t V) {
     std::vector<int32_t> t;
     for (int64_t i = 0; i < kDefaultTokens; ++i) t.push_back(int32_t((1 + 7919 * i) % V));
     return t;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The comparison: one row per intermediate that is in FILE and in the oracle's trace.
-
-struct Row {
-    std::string name;
-    std::vector<int64_t> file_shape, oracle_shape;
-    bool integer = false;      ///< an index tensor: compared exactly (or up to near ties)
-    bool shape_ok = true;
-    bool missing = false;      ///< the engine did not record it (engine comparisons only)
-    double max_abs = 0, rel = 0;
-    int64_t differing = 0, count = 0;  ///< integer tensors: entries that differ, of all
-    int64_t near_ties = 0;     ///< of the differing ones, those at a near tie (bf16 only)
-    double bound = 0;          ///< 0 for integer tensors (exact)
-    bool pass = true;
-    std::string why;           ///< for a failure: what is wrong, in words
-    int64_t rows_compared = -1;  ///< < the entry's rows after a near-tie change of experts (see cut); -1: all
-};
-
-struct Comparison {
-    std::vector<Row> rows;                 ///< in the oracle's forward order
-    std::vector<std::string> not_oracle;   ///< in FILE, not an oracle intermediate
-    std::vector<std::string> not_in_file;  ///< oracle intermediates FILE does not hold, in forward order
-    int first_fail = -1;                   ///< index into rows; -1: all pass
-    int worst = -1;                        ///< the float row with the largest ‖Δ‖/‖ref‖
-    bool strict = false;                   ///< the engine: every oracle intermediate and nothing else
-    int64_t indices = 0, differing = 0;    ///< expert indices compared, and those that differ (all near ties when passing)
-    double tie_tol = 0;
-    /// The first token whose *set* of experts a near tie changed, and where: from that
-    /// intermediate on, only tokens before it are compared (-1: no such change).
-    int64_t cut_token = -1;
-    std::string cut_after;
-    bool ok() const { return first_fail < 0 && !(strict && !not_oracle.empty()); }
-};
-
-// An index that differs from the oracle's at token t, rank k, is a near tie when the oracle
-// scores the two experts within tie_tol of the token's top score.
-bool near_tie(const Mat<double>& scores, int64_t t, double got, double want, double top_rank, double tie_tol) {
-    const int64_t N = scores.cols();
-    auto valid = [N](double e) { return std::isfinite(e) && e >= 0 && e < double(N) && e == std::floor(e); };
-    if (tie_tol <= 0 || t >= scores.rows() || !valid(got) || !valid(want) || !valid(top_rank)) return false;
-    return std::abs(scores(t, int64_t(got)) - scores(t, int64_t(want))) <= tie_tol * scores(t, int64_t(top_rank));
-}
-
-// The first row whose set of experts differs (a swap across the K-th place, not only of order),
-// or the number of rows.
-int64_t first_set_change(const Mat<double>& got, const Mat<double>& want) {
-    for (int64_t t = 0; t < want.rows(); ++t) {
-        std::vector<double> a(want.row(t).data(), want.row(t).data() + want.cols()),
-            b(got.row(t).data(), got.row(t).data() + got.cols());
-        std::sort(a.begin(), a.end());
-        std::sort(b.begin(), b.end());
-        if (a != b) return t;
-    }
-    return want.rows();
-}
-
-// `scores`: the oracle's moe.scores of the same layer, for the near-tie rule (tie_tol > 0).
-// `rows`: compare only the first `rows` rows (the tokens before a near-tie change of experts).
-Row compare_one(const std::string& name, const Trace::Entry& ref_all, const FileTensor& got_all, double bound,
-                double tie_tol, const Mat<double>* scores, int64_t rows) {
-    Row r;
-    r.name = name;
-    r.file_shape = got_all.shape;
-    r.oracle_shape = {ref_all.data.rows(), ref_all.data.cols()};
-    r.integer = ref_all.integer;
-    r.bound = r.integer ? 0.0 : bound;
-    r.count = ref_all.data.size();
-    if (got_all.data.rows() != ref_all.data.rows() || got_all.data.cols() != ref_all.data.cols()) {
-        r.shape_ok = r.pass = false;
-        r.why = "shape " + shape_text(got_all.shape) + " in the file, oracle " + shape_text(r.oracle_shape);
-        return r;
-    }
-    if (rows < ref_all.data.rows()) r.rows_compared = rows;
-    struct Rows {
-        Mat<double> data;
-    };
-    const Rows ref{ref_all.data.topRows(rows)}, got{got_all.data.topRows(rows)};
-    r.count = ref.data.size();
-    const Mat<double> delta = got.data - ref.data;
-    r.max_abs = !delta.allFinite() ? NAN : delta.size() ? delta.cwiseAbs().maxCoeff() : 0.0;  // NaN fails below
-    const double ref_norm = ref.data.norm();
-    r.rel = ref_norm == 0.0 ? delta.norm() : delta.norm() / ref_norm;
-    if (r.integer) {
-        for (int64_t t = 0; t < ref.data.rows(); ++t)
-            for (int64_t k = 0; k < ref.data.cols(); ++k) {
-                if (got.data(t, k) == ref.data(t, k)) continue;
-                ++r.differing;
-                if (scores && near_tie(*scores, t, got.data(t, k), ref.data(t, k), ref.data(t, 0), tie_tol)) ++r.near_ties;
-            }
-        r.pass = r.differing == r.near_ties;
-        if (!r.pass) {
-            r.why = std::to_string(r.differing) + " of " + std::to_string(r.count) + " indices differ";
-            if (tie_tol > 0) r.why += ", " + std::to_string(r.differing - r.near_ties) + " not at " + near_tie_rule(tie_tol);
-        }
-    } else {
-        r.pass = r.rel <= bound;  // false for NaN
-        if (!r.pass) r.why = "‖Δ‖/‖ref‖ " + sci(r.rel, 1) + " > " + sci(bound, 0);
-    }
-    return r;
-}
-
-// strict (the engine): an oracle intermediate missing from `file` fails where it is, and one the
-// oracle does not produce fails the whole comparison.
-//
-// After a near tie changes token t's set of experts in one layer, that token's residual stream
-// legitimately differs from there on, and through the latent cache so does every later token's
-// in the later layers; no earlier token reads it (causality). So from that intermediate on, in
-// the forward order, only tokens 0 … t − 1 are compared (an entry with fewer rows than tokens,
-// attn.q_absorbed / attn.o_latent of the decode calls, holds the last tokens).
-// Which intermediates a near-tie change of experts in layer l can reach: every one of a later
-// layer, the final norm and logits, and in layer l those after the router (the routed sum, the
-// MoE output, the layer output; the shared experts, which do not depend on the routing, are
-// counted too, to keep the rule simple). The order of trace.order() is not enough: the decode
-// calls' attn.q_absorbed / attn.o_latent of every layer come after the prefill's names there.
-int64_t layer_of(const std::string& name) {
-    if (name == "embed") return -1;
-    if (name.rfind("layers.", 0) != 0) return std::numeric_limits<int64_t>::max();  // norm, logits
-    return std::stoll(name.substr(7, name.find('.', 7) - 7));
-}
-bool reached_by_routing_change(const std::string& name, int64_t l) {
-    const int64_t ln = layer_of(name);
-    if (ln != l) return ln > l;
-    const std::string p = "layers." + std::to_string(l) + ".";
-    return name == p + "moe.routed" || name == p + "moe.shared" || name == p + "moe.out" || name == p + "out";
-}
-
-Comparison compare_all(const Trace& trace, const AgainstFile& file, double bound, double tie_tol, bool strict) {
-    Comparison c;
-    c.strict = strict;
-    c.tie_tol = tie_tol;
-    const int64_t tokens = trace.has("embed") ? trace.at("embed").data.rows() : 0;
-    std::vector<std::pair<int64_t, int64_t>> changes;  // (layer, first token whose experts a near tie changed)
-    for (const std::string& name : trace.order()) {
-        int64_t cut = tokens;
-        for (const auto& [l, t] : changes)
-            if (reached_by_routing_change(name, l)) cut = std::min(cut, t);
-        const auto it = file.tensors.find(name);
-        if (it == file.tensors.end()) {
-            if (!strict) {
-                c.not_in_file.push_back(name);
-                continue;
-            }
-            Row r;
-            r.name = name;
-            r.oracle_shape = {trace.at(name).data.rows(), trace.at(name).data.cols()};
-            r.shape_ok = r.pass = false;
-            r.missing = true;
-            r.why = "not recorded by the engine";
-            c.rows.push_back(r);
-        } else {
-            const Trace::Entry& ref = trace.at(name);
-            const std::string scores_name =
-                ref.integer && name.size() > 8 ? name.substr(0, name.size() - 8) + "scores" : std::string();  // "…topk_idx"
-            const Mat<double>* scores = trace.has(scores_name) ? &trace.at(scores_name).data : nullptr;
-            const int64_t first_token = tokens - ref.data.rows();  // the token of row 0
-            const int64_t rows = std::clamp<int64_t>(cut - first_token, 0, ref.data.rows());
-            c.rows.push_back(compare_one(name, ref, it->second, bound, tie_tol, scores, rows));
-            const Row& r = c.rows.back();
-            if (r.integer && r.pass && r.differing > 0) {
-                const int64_t t = first_set_change(it->second.data.topRows(rows), ref.data.topRows(rows));
-                if (t < rows) {
-                    changes.emplace_back(layer_of(name), first_token + t);
-                    if (c.cut_token < 0 || first_token + t < c.cut_token) c.cut_token = first_token + t, c.cut_after = name;
-                }
-            }
-        }
-        const Row& r = c.rows.back();
-        if (r.integer && r.shape_ok) {
-            c.indices += r.count;
-            c.differing += r.differing;
-        }
-        if (!r.pass && c.first_fail < 0) c.first_fail = int(c.rows.size()) - 1;
-        if (r.shape_ok && !r.integer && (c.worst < 0 || !(r.rel <= c.rows[size_t(c.worst)].rel)))
-            c.worst = int(c.rows.size()) - 1;
-    }
-    for (const auto& [name, t] : file.tensors)
-        if (!trace.has(name)) c.not_oracle.push_back(name);
-    return c;
-}
-
-std::string verdict(const Comparison& c, double bound) {
-    if (c.first_fail >= 0) {
-        const Row& r = c.rows[size_t(c.first_fail)];
-        return "first divergence: " + r.name + " (" + r.why + ")";
-    }
-    if (!c.ok())
-        return "the engine recorded " + std::to_string(c.not_oracle.size()) + " intermediates the oracle does not (first: " +
-               c.not_oracle.front() + ")";
-    std::string s = "all " + std::to_string(c.rows.size()) + " intermediates within " + sci(bound, 0);
-    if (c.worst >= 0) s += " (worst ‖Δ‖/‖ref‖ " + sci(c.rows[size_t(c.worst)].rel, 1) + ", " + c.rows[size_t(c.worst)].name + ")";
-    if (c.differing > 0)
-        s += "; " + std::to_string(c.differing) + " of " + std::to_string(c.indices) + " expert indices differ, " +
-             near_tie_rule(c.tie_tol);
-    if (c.cut_token >= 0)
-        s += "; a near tie changed token " + std::to_string(c.cut_token) + "'s experts at " + c.cut_after +
-             ", so what that reaches (the rest of the layer, the later layers) was compared on tokens 0 … " +
-             std::to_string(c.cut_token - 1);
-    return s;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -466,26 +187,7 @@ struct Described {
     nlohmann::json json;      ///< the fields that describe the run in --json
 };
 
-// One table line (w: the width of the name column).
-std::string row_line(const Row& r, int w) {
-    char buf[512];
-    const char* mark = r.pass ? "PASS" : "FAIL";
-    const std::string shape = r.missing ? "-" : shape_text(r.file_shape);
-    if (!r.shape_ok)
-        std::snprintf(buf, sizeof buf, "%-*s  %-12s  %-20s  %s  %s", w, r.name.c_str(), shape.c_str(), "", mark, r.why.c_str());
-    else if (r.integer)  // indices: the count that differ, in place of the two errors
-        std::snprintf(buf, sizeof buf, "%-*s  %-12s  %20s  %s%s", w, r.name.c_str(), shape.c_str(),
-                      (std::to_string(r.differing) + " of " + std::to_string(r.count) + " differ").c_str(), mark,
-                      r.pass && r.near_ties > 0 ? "  near ties" : "");
-    else
-        std::snprintf(buf, sizeof buf, "%-*s  %-12s  %9.2e  %9.2e  %s", w, r.name.c_str(), shape.c_str(), r.max_abs, r.rel, mark);
-    std::string line = buf;
-    if (r.rows_compared >= 0)  // after a near-tie change of experts: the rows of the earlier tokens
-        line += "  (first " + std::to_string(r.rows_compared) + " rows)";
-    return line;
-}
-
-void print_table(const Described& d, const Comparison& c, double bound) {
+void print_table(const Described& d, const Comparison& c) {
     std::printf("oracle   %s\n", d.oracle.c_str());
     std::printf("%-8s %s\n", d.other_label.c_str(), d.other.c_str());
     if (!d.tokens.empty()) std::printf("tokens   %s\n", d.tokens.c_str());
@@ -494,21 +196,21 @@ void print_table(const Described& d, const Comparison& c, double bound) {
     // Columns: name, shape (12), max |Δ| (9), ‖Δ‖/‖ref‖ (9), verdict. The two headers with Δ and ‖
     // are written out: printf pads by bytes, and those are 2 and 3 bytes wide.
     std::printf("%-*s  %-12s    max |Δ|  ‖Δ‖/‖ref‖\n", w, "intermediate", "shape");
-    for (const Row& r : c.rows) std::printf("%s\n", row_line(r, w).c_str());
+    for (const Row& r : c.rows) std::printf("%s\n", engine::row_line(r, w).c_str());
     for (const std::string& n : c.not_oracle) std::printf("%s: not an oracle intermediate (in %s, not compared)\n", n.c_str(),
                                                           c.strict ? "the engine's trace" : "the file");
     if (!c.not_in_file.empty())
         std::printf("%zu oracle intermediates not in %s (first: %s)\n", c.not_in_file.size(), d.other_name.c_str(),
                     c.not_in_file.front().c_str());
-    std::printf("%s\n", verdict(c, bound).c_str());
+    std::printf("%s\n", engine::verdict(c).c_str());
 }
 
-void print_json(const Described& d, const Comparison& c, double bound) {
+void print_json(const Described& d, const Comparison& c) {
     using nlohmann::json;
     auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
     json j = d.json;
-    j["bound"] = bound;
-    j["tie_tol"] = c.tie_tol;
+    j["bound"] = c.tol.bound;
+    j["tie_tol"] = c.tol.tie_tol;
     j["near_tie_cut"] = c.cut_token >= 0 ? json{{"token", c.cut_token}, {"after", c.cut_after}} : json(nullptr);
     j["entries"] = json::array();
     for (const Row& r : c.rows) {
@@ -527,15 +229,15 @@ void print_json(const Described& d, const Comparison& c, double bound) {
     j["not_oracle_intermediates"] = c.not_oracle;
     j["oracle_intermediates_not_in_file"] = c.not_in_file;
     j["first_divergence"] = c.first_fail >= 0 ? json(c.rows[size_t(c.first_fail)].name) : json(nullptr);
-    j["summary"] = verdict(c, bound);
+    j["summary"] = engine::verdict(c);
     j["ok"] = c.ok();
     std::cout << j.dump(2) << "\n";
 }
 
 // The table or (--json) the document; exit 0 when every row passes, else 1.
-int report(bool json, const Described& d, const Comparison& c, double bound) {
-    if (json) print_json(d, c, bound);
-    else print_table(d, c, bound);
+int report(bool json, const Described& d, const Comparison& c) {
+    if (json) print_json(d, c);
+    else print_table(d, c);
     std::fflush(stdout);
     return c.ok() ? 0 : 1;
 }
@@ -576,8 +278,8 @@ int compare_file(const CompareOptions& o) {
 
     const Trace trace = run_oracle(o.source, tokens, prefill, o.attention == "naive" ? AttentionForm::naive : AttentionForm::absorbed,
                                    per_call);
-    const double bound = bound_of(o.dtype), tie_tol = tie_tol_of(o.dtype);
-    const Comparison c = compare_all(trace, file, bound, tie_tol, /*strict=*/false);
+    const Tolerance tol = engine::tolerance_of(o.dtype);
+    const Comparison c = engine::compare(trace, file.tensors, tol, /*strict=*/false);
     if (c.rows.empty())
         throw std::invalid_argument(file_label(o.against) +
                                     (file.tensors.empty() ? std::string(": holds no tensor but \"tokens\"")
@@ -590,7 +292,7 @@ int compare_file(const CompareOptions& o) {
                          : o.attention + " attention") +
                ", " + schedule_text(T, prefill);
     d.other_label = "against";
-    d.other = o.against + ", " + o.dtype + ": ‖Δ‖/‖ref‖ ≤ " + sci(bound, 0) + ", " + index_rule(tie_tol);
+    d.other = o.against + ", " + o.dtype + ": ‖Δ‖/‖ref‖ ≤ " + sci(tol.bound, 0) + ", " + engine::index_rule(tol.tie_tol);
     d.other_name = o.against;
     d.json = {{"against", o.against},
               {"source", source_name(o.source)},
@@ -600,7 +302,7 @@ int compare_file(const CompareOptions& o) {
                 {"tokens", tokens},
                 {"prefill", prefill}}},
               {"dtype", o.dtype}};
-    return report(o.json, d, c, bound);
+    return report(o.json, d, c);
 }
 
 // Without --against: the engine on --device against the oracle, every intermediate required.
@@ -622,24 +324,22 @@ int compare_engine(const CompareOptions& o) {
     // Default schedule: all but the last kEngineDecodeCalls tokens in one call, those one at a
     // time, so both attention paths of the engine (naive prefill, absorbed decode) are compared.
     const int64_t prefill = o.prefill >= 0 ? o.prefill : std::max<int64_t>(T - kEngineDecodeCalls, std::min<int64_t>(T, 1));
-    const cuda::WeightType type = cuda::weight_type_from_string(o.dtype);
+    const engine::WeightType type = engine::weight_type_from_string(o.dtype);
     // The fp32 weights, the oracle's fp64 copy and, on the host, the engine's.
     check_fits_in_memory(cfg, 4 + 8 + engine_host_bytes(o.device, type), source_name(o.source));
     check_run_fits(cfg, T, prefill, 8, /*dump=*/true, "--tokens");
-    std::unique_ptr<cuda::Backend> backend = make_engine_backend(
+    std::unique_ptr<engine::Backend> backend = make_engine_backend(
         o.device, "; to compare without a GPU: --device host (the CUDA path's CPU twin), or --against FILE.safetensors");
 
     const Model<float> model = load_model<float>(o.source);
-    const EngineTraces traces = run_engine_and_oracle(cfg, model.weights(), *backend, type, tokens, prefill);
-    const double bound = bound_of(o.dtype), tie_tol = tie_tol_of(o.dtype);
-    const Comparison c = compare_all(traces.oracle, as_file(traces.engine, tokens), bound, tie_tol, /*strict=*/true);
+    const Comparison c = engine::check_engine(cfg, model.weights(), *backend, type, tokens, prefill);
 
     const std::string label = engine_label(*backend);
     Described d;
-    d.oracle = "fp64, " + source_name(o.source) + (type == cuda::WeightType::bf16 ? ", weights rounded to bf16" : "") + ", " +
+    d.oracle = "fp64, " + source_name(o.source) + (type == engine::WeightType::bf16 ? ", weights rounded to bf16" : "") + ", " +
                schedule_text(T, prefill) + ", each call in the engine's attention form (" + forms_used(T, prefill) + ")";
     d.other_label = "engine";
-    d.other = label + ", " + o.dtype + " weights: ‖Δ‖/‖ref‖ ≤ " + sci(bound, 0) + ", " + index_rule(tie_tol);
+    d.other = label + ", " + o.dtype + " weights: ‖Δ‖/‖ref‖ ≤ " + sci(c.tol.bound, 0) + ", " + engine::index_rule(c.tol.tie_tol);
     d.tokens = tokens_text(tokens) + (o.tokens.empty() ? " (the default: token i = (1 + 7919 i) mod V, i < " +
                                                              std::to_string(kDefaultTokens) + "; --tokens to choose)"
                                                        : "");
@@ -654,12 +354,12 @@ int compare_engine(const CompareOptions& o) {
               {"oracle",
                {{"precision", "fp64"},
                 {"attention", "per call, as the engine"},
-                {"weights", type == cuda::WeightType::bf16 ? "rounded to bf16" : "as loaded"},
+                {"weights", type == engine::WeightType::bf16 ? "rounded to bf16" : "as loaded"},
                 {"tokens", tokens},
                 {"default_tokens", o.tokens.empty()},
                 {"prefill", prefill}}},
               {"dtype", o.dtype}};
-    return report(o.json, d, c, bound);
+    return report(o.json, d, c);
 }
 
 }  // namespace
@@ -670,21 +370,6 @@ int run_compare(const CompareOptions& o) {
         throw std::invalid_argument("--device " + o.device + ": runs dsv2's engine to compare with the oracle, and --against " +
                                     o.against + " compares a file with it; give one or the other");
     return compare_file(o);
-}
-
-EngineCheck check_engine(const Config& cfg, const Weights<float>& w, cuda::Backend& backend, cuda::WeightType type,
-                         const std::vector<int32_t>& tokens, int64_t prefill) {
-    const EngineTraces traces = run_engine_and_oracle(cfg, w, backend, type, tokens, prefill);
-    const std::string dtype = cuda::to_string(type);
-    const double bound = bound_of(dtype);
-    const Comparison c = compare_all(traces.oracle, as_file(traces.engine, tokens), bound, tie_tol_of(dtype), /*strict=*/true);
-    EngineCheck r;
-    r.ok = c.ok();
-    r.summary = verdict(c, bound);
-    r.compared = int64_t(c.rows.size());
-    const int shown = c.first_fail >= 0 ? c.first_fail : c.worst;
-    if (shown >= 0) r.worst = row_line(c.rows[size_t(shown)], int(c.rows[size_t(shown)].name.size()));
-    return r;
 }
 
 }  // namespace dsv2::app

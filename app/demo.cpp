@@ -128,17 +128,19 @@ int run_demo(const DemoOptions& o) {
         return 0;
     }
     std::fflush(stdout);
-    std::unique_ptr<cuda::Backend> gpu = make_engine_backend("cuda");
-    const EngineCheck gc = check_engine(cfg, model.weights(), *gpu, cuda::WeightType::f32, all,
-                                       int64_t(r.prompt_ids.size()));
+    std::unique_ptr<engine::Backend> gpu = make_engine_backend("cuda");
+    const engine::Comparison gc = engine::check_engine(cfg, model.weights(), *gpu, engine::WeightType::f32, all,
+                                                       int64_t(r.prompt_ids.size()));
+    const engine::Row& shown = gc.rows[size_t(gc.first_fail >= 0 ? gc.first_fail : std::max(gc.worst, 0))];
+    const std::string summary = engine::verdict(gc), worst = engine::row_line(shown, int(shown.name.size()));
     std::printf("\ngpu     %s, fp32 weights, vs the fp64 oracle on these %zu tokens (%zu prefill + %zu decode, %s):\n"
                 "        %s %s\n        %s\n",
                 engine_label(*gpu).c_str(), all.size(), r.prompt_ids.size(), all.size() - r.prompt_ids.size(),
-                forms_used(int64_t(all.size()), int64_t(r.prompt_ids.size())).c_str(), gc.ok ? "PASS" : "FAIL",
-                gc.summary.c_str(), gc.worst.c_str());
-    if (!gc.ok) {
+                forms_used(int64_t(all.size()), int64_t(r.prompt_ids.size())).c_str(), gc.ok() ? "PASS" : "FAIL",
+                summary.c_str(), worst.c_str());
+    if (!gc.ok()) {
         std::fflush(stdout);
-        std::fprintf(stderr, "dsv2: error: the GPU engine diverges from the oracle (%s)\n", gc.summary.c_str());
+        std::fprintf(stderr, "dsv2: error: the GPU engine diverges from the oracle (%s)\n", summary.c_str());
         return 1;
     }
     return 0;

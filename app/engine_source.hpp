@@ -1,7 +1,7 @@
 // The commands' --device option in one place: which implementation runs a forward pass.
 //
 //   cpu   the oracle (dsv2::Model, reference/): the commands' own code path, not handled here;
-//   host  the whole-model engine of the CUDA path (dsv2/cuda/engine.hpp) on HostBackend — the
+//   host  the whole-model engine of the CUDA path (dsv2/engine/engine.hpp) on HostBackend — the
 //         GPU path's orchestration on plain loops and the kernels' CPU twins, for learning and
 //         testing without a GPU;
 //   cuda  the same engine on CudaBackend (the GPU), in builds with the CUDA path only
@@ -17,9 +17,11 @@
 #include <string>
 #include <vector>
 
-#include "dsv2/cuda/backend.hpp"
-#include "dsv2/cuda/engine.hpp"
-#include "dsv2/cuda/paged.hpp"
+#include "dsv2/engine/agreement.hpp"
+#include "dsv2/engine/backend.hpp"
+#include "dsv2/cuda/backend_cuda.hpp"
+#include "dsv2/engine/engine.hpp"
+#include "dsv2/engine/paged.hpp"
 #include "dsv2/weights.hpp"
 #include "model_source.hpp"
 #ifdef DSV2_HAVE_CUDA
@@ -44,8 +46,8 @@ inline bool cuda_available(std::string* why) {
 
 /// The backend of `--device host` or `--device cuda`. Without a usable GPU, throws
 /// std::runtime_error: "--device cuda: WHY" followed by `advice` (e.g. "; use --device host").
-inline std::unique_ptr<cuda::Backend> make_engine_backend(const std::string& device, const std::string& advice = "") {
-    if (device == "host") return cuda::make_host_backend();
+inline std::unique_ptr<engine::Backend> make_engine_backend(const std::string& device, const std::string& advice = "") {
+    if (device == "host") return engine::make_host_backend();
     if (device != "cuda") throw std::invalid_argument("--device " + device + ": not an engine device (host or cuda)");
     std::string why;
     if (!cuda_available(&why)) throw std::runtime_error("--device cuda: " + why + advice);
@@ -62,7 +64,7 @@ inline std::unique_ptr<cuda::Backend> make_engine_backend(const std::string& dev
 
 /// What ran, for headers and summaries: "host (CPU twin of the CUDA path)" or the GPU's
 /// "cuda: NVIDIA H200, sm_90, 139 GiB".
-inline std::string engine_label(const cuda::Backend& be) {
+inline std::string engine_label(const engine::Backend& be) {
     const std::string n = be.name();
     return n == "host" ? "host (CPU twin of the CUDA path)" : n;
 }
@@ -90,24 +92,8 @@ inline void check_device_options(const std::string& device, const std::string& d
 /// Host bytes per weight that the engine's own copy of the weights takes: the weight type's size
 /// for --device host (a second copy beside the fp32 weights loaded from the source), 0 for cuda
 /// (device memory) and cpu (no engine).
-inline int64_t engine_host_bytes(const std::string& device, cuda::WeightType type) {
-    return device == "host" ? int64_t(cuda::element_bytes(type)) : 0;
-}
-
-/// Weights rounded to bf16 (to nearest even) and widened to S: what an engine with bf16 weights
-/// computes with, for the oracle to run on the same values.
-template <typename S>
-Weights<S> weights_as(const Weights<float>& w, cuda::WeightType type) {
-    Weights<S> r;
-    for (const auto& [name, m] : w.all()) {
-        Mat<S> q(m.rows(), m.cols());
-        for (int64_t i = 0; i < m.size(); ++i) {
-            const float x = m.data()[i];
-            q.data()[i] = S(type == cuda::WeightType::bf16 ? cuda::bf16_bits_to_float(cuda::float_to_bf16_bits(x)) : x);
-        }
-        r.set(name, std::move(q));
-    }
-    return r;
+inline int64_t engine_host_bytes(const std::string& device, engine::WeightType type) {
+    return device == "host" ? int64_t(engine::element_bytes(type)) : 0;
 }
 
 /// What the engine's schedule ran, in words: "naive for the 8-token prefill, absorbed for 4 one-token calls".
@@ -120,17 +106,5 @@ inline std::string forms_used(int64_t T, int64_t prefill) {
              (decode == 1 ? "" : "s");
     return s;
 }
-
-/// The engine against the fp64 oracle on `tokens` with `prefill`'s schedule, the oracle in the
-/// engine's attention form per call and on the engine's weight values (rounded to bf16 for bf16
-/// weights): every named intermediate compared as `dsv2 compare` does (app/compare.cpp).
-struct EngineCheck {
-    bool ok = false;
-    std::string summary;  ///< the verdict line: "all N intermediates within …" or "first divergence: …"
-    std::string worst;    ///< the table line of the first failure, or else of the largest float error
-    int64_t compared = 0;
-};
-EngineCheck check_engine(const Config& cfg, const Weights<float>& w, cuda::Backend& backend, cuda::WeightType type,
-                         const std::vector<int32_t>& tokens, int64_t prefill);
 
 }  // namespace dsv2::app

@@ -85,11 +85,11 @@ GenerateResult sample_loop(const Config& cfg, const Tokenizer& tok, const Genera
 // so that only the logits leave the device; those are checked for NaN and Inf, and when one
 // appears the calls so far are replayed on a fresh cache under a guard that names the first
 // intermediate holding it.
-GenerateResult generate_on_engine(const Model<float>& model, cuda::Backend& backend, cuda::WeightType type,
+GenerateResult generate_on_engine(const Model<float>& model, engine::Backend& backend, engine::WeightType type,
                                   const Tokenizer& tok, const GenerateOptions& o) {
     const Config& cfg = model.config();
     std::vector<int32_t> ids = encode_prompt(cfg, tok, o);
-    cuda::Engine engine(cfg, model.weights(), backend, type, int64_t(ids.size()) + o.max_new_tokens);
+    engine::Engine engine(cfg, model.weights(), backend, type, int64_t(ids.size()) + o.max_new_tokens);
     std::vector<std::vector<int32_t>> calls;  // every call so far, for the replay
     return sample_loop(cfg, tok, o, /*stream=*/true, std::move(ids), Logits::last,
                        [&](const std::vector<int32_t>& part, Logits which) {
@@ -126,7 +126,7 @@ GenerateResult generate_text(const Model<float>& model, const Tokenizer& tok, co
 
 int run_generate(const GenerateOptions& o) {
     check_device_options(o.device, o.dtype, "fp32", o.attention_given, o.attention);
-    std::unique_ptr<cuda::Backend> backend = o.device == "cpu" ? nullptr : make_engine_backend(o.device);
+    std::unique_ptr<engine::Backend> backend = o.device == "cpu" ? nullptr : make_engine_backend(o.device);
     const auto [tok, model] = load_text_model(o.model_dir);
     GenerateResult r;
     std::string ran;  // the engine, when it ran
@@ -134,7 +134,7 @@ int run_generate(const GenerateOptions& o) {
         Trace guard(nullptr, /*store=*/false);
         r = generate_text(model, tok, o, /*stream=*/true, &guard);
     } else {
-        r = generate_on_engine(model, *backend, cuda::weight_type_from_string(o.dtype), tok, o);
+        r = generate_on_engine(model, *backend, engine::weight_type_from_string(o.dtype), tok, o);
         ran = "; " + engine_label(*backend) + ", " + o.dtype + " weights";
     }
     std::fprintf(stderr, "dsv2 generate: prompt %zu tokens in %.1f ms (%.0f tokens/s); %zu new tokens in %.1f ms (%.1f tokens/s), %s%s\n",

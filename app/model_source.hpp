@@ -13,6 +13,7 @@
 #include "commands.hpp"
 #include "dsv2/checkpoint.hpp"
 #include "dsv2/config.hpp"
+#include "dsv2/engine/agreement.hpp"
 #include "dsv2/model.hpp"
 #include "dsv2/tokenizer.hpp"
 
@@ -70,17 +71,7 @@ Model<S> load_model(const ModelSource& src) {
     return Model<S>(std::move(cfg), std::move(w));
 }
 
-/// The schedule of dsv2 forward and compare: the first `prefill` tokens of T in one call (none
-/// when 0), then one token per call. Calls call(first, n) for each call, in order.
-template <typename Call>
-void for_each_call(int64_t T, int64_t prefill, Call&& call) {
-    int64_t done = 0;
-    while (done < T) {
-        const int64_t n = done == 0 && prefill > 0 ? std::min(prefill, T) : 1;
-        call(done, n);
-        done += n;
-    }
-}
+using engine::for_each_call;  // the schedule (dsv2/engine/agreement.hpp)
 
 /// Runs `tokens` the way `dsv2 forward` and `dsv2 compare` do (for_each_call's schedule) with
 /// the attention form `form`. `on_step` receives each call's logits [n, V] and the index of its

@@ -46,9 +46,10 @@
 #include "dsv2/cuda/mla.cuh"
 #include "dsv2/cuda/mla.hpp"
 #include "dsv2/cuda/ops.hpp"
-#include "dsv2/cuda/paged.hpp"
+#include "dsv2/engine/paged.hpp"
 
 using namespace dsv2::cuda;
+using namespace dsv2::engine;
 namespace bench = dsv2::bench;
 
 namespace {

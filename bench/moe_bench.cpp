@@ -1,5 +1,5 @@
 // dsv2_gpu_moe_bench: the DeepSeekMoE layer and the whole model on the GPU backend
-// (dsv2/cuda/backend.hpp, make_cuda_backend; dsv2/cuda/engine.hpp), at DeepSeek-V2-Lite's shapes
+// (dsv2/engine/backend.hpp, make_cuda_backend; dsv2/engine/engine.hpp), at DeepSeek-V2-Lite's shapes
 // (config_preset("deepseek-v2-lite"): d = 2048, N_r = 64 routed experts of width d_e = 1408,
 // K = 6 per token by greedy top-K, N_s = 2 shared experts as one SwiGLU of width 2816). The
 // PyTorch peer is tools/bench/moe_torch.py (same config, same definitions, same JSON keys;
@@ -7,7 +7,7 @@
 // tests/test_cuda_engine.cpp and `dsv2 compare --device cuda`, not here; this program only
 // checks that what it timed came out finite.
 //
-// 1. One MoE layer, the Backend operations in the engine's order (cuda/src/engine.cpp, ffn):
+// 1. One MoE layer, the Backend operations in the engine's order (engine/src/engine.cpp, ffn):
 //      router linear (fp32 weights) → moe_route → moe_dispatch (offsets come back to the host)
 //      → moe_gather → linear_grouped(experts' [gate; up]) → silu_mul → linear_grouped(down)
 //      → moe_combine, then the shared experts' SwiGLU (linear → silu_mul → linear) and add.
@@ -65,16 +65,18 @@
 #include <nlohmann/json.hpp>
 
 #include "dsv2/config.hpp"
-#include "dsv2/cuda/backend.hpp"
-#include "dsv2/cuda/engine.hpp"
+#include "dsv2/engine/backend.hpp"
+#include "dsv2/cuda/backend_cuda.hpp"
+#include "dsv2/engine/engine.hpp"
 #include "dsv2/cuda/ops.hpp"
-#include "dsv2/cuda/paged.hpp"
+#include "dsv2/engine/paged.hpp"
 #include "dsv2/weights.hpp"
 #include "bench_common.hpp"
 #include "bench_device.hpp"
 
 using namespace dsv2;
 using namespace dsv2::cuda;
+using namespace dsv2::engine;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
@@ -186,7 +188,7 @@ struct Filler {
 // ---------------------------------------------------------------------------------------------
 // 1. One MoE layer
 
-/// One layer's weights on the backend, in the engine's layout (dsv2/cuda/engine.hpp).
+/// One layer's weights on the backend, in the engine's layout (dsv2/engine/engine.hpp).
 struct LayerSet {
     std::vector<std::unique_ptr<Buffer>> owned;
     WeightRef router, gate_up, down, shared_gate_up, shared_down;
@@ -239,7 +241,7 @@ struct LayerWork {
 };
 
 
-/// The engine's ffn for a MoE layer (cuda/src/engine.cpp), call for call. Returns the distinct
+/// The engine's ffn for a MoE layer (engine/src/engine.cpp), call for call. Returns the distinct
 /// experts the T tokens were routed to (from the dispatch offsets).
 int run_layer(Backend& be, const Config& c, const RouterParams& rp, const LayerSet& s, LayerWork& w, const float* x,
               int64_t T) {
@@ -361,7 +363,7 @@ std::vector<int32_t> tokens_from(int64_t start, int64_t n, int64_t V) {
     return t;
 }
 
-/// Bytes one decode step at context n must read, by the engine's layout (dsv2/cuda/engine.hpp):
+/// Bytes one decode step at context n must read, by the engine's layout (dsv2/engine/engine.hpp):
 /// every weight the token uses once (b bytes per element; norms and the router in fp32), the
 /// latent cache of every layer (n rows of d_c + d_R fp32), the embedding row and the lm_head.
 double decode_step_bytes(const Config& c, WeightType t, double n) {

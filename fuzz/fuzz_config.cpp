@@ -5,6 +5,7 @@
 #include <string>
 
 #include "dsv2/config.hpp"
+#include "dsv2/config_json.hpp"
 #include "dsv2/weights.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -14,10 +14,10 @@
 // %% [markdown]
 // # 10 — The engine: one orchestration over a `Backend`, checked on the CPU
 //
-// `dsv2::cuda::Engine` (docs/engine.md) runs the whole DeepSeek-V2 forward pass on the GPU:
+// `dsv2::engine::Engine` (docs/engine.md) runs the whole DeepSeek-V2 forward pass on the GPU:
 // embedding, every decoder layer (MLA, dense SwiGLU or DeepSeekMoE), final norm, `lm_head`, with
-// its latent cache. It is written **once**, over the operations of `dsv2::cuda::Backend`
-// (cuda/include/dsv2/cuda/backend.hpp) — fifteen computations (`embed`, `rms_norm`, `linear`,
+// its latent cache. It is written **once**, over the operations of `dsv2::engine::Backend`
+// (engine/include/dsv2/engine/backend.hpp) — fifteen computations (`embed`, `rms_norm`, `linear`,
 // `linear_heads`, `linear_grouped`, `rope`, `copy_cols`, `add`, `silu_mul`, `mla_prefill`,
 // `mla_decode`, `moe_route`, `moe_dispatch`, `moe_gather`, `moe_combine`) and six for memory
 // and the device — and runs on two implementations of them:
@@ -51,10 +51,9 @@
 #include <vector>
 
 #include "dsv2/config.hpp"
-#include "dsv2/cuda/backend.hpp"
-#include "dsv2/cuda/engine.hpp"
-#include "dsv2/cuda/mla.hpp"
-#include "dsv2/cuda/paged.hpp"
+#include "dsv2/engine/backend.hpp"
+#include "dsv2/engine/engine.hpp"
+#include "dsv2/engine/paged.hpp"
 #include "dsv2/mla.hpp"
 #include "dsv2/model.hpp"
 #include "dsv2/trace.hpp"
@@ -62,7 +61,7 @@
 #include "nb.hpp"
 
 using dsv2::Mat;
-namespace dc = dsv2::cuda;
+namespace de = dsv2::engine;
 
 // Rounds a float to bfloat16 (to nearest, ties to even) and back: the top 16 bits of the fp32
 // pattern (as in notebook 09; NaN and Inf are not needed).
@@ -98,7 +97,7 @@ std::string dims(int64_t rows, int64_t cols) { return "[" + std::to_string(rows)
 
 // A Backend that forwards every call to another one and notes which operation ran (with the
 // shape of the weight for the products), and keeps what each mla_decode call read (part 5).
-class Recording : public dc::Backend {
+class Recording : public de::Backend {
 public:
     struct Op {
         std::string name, detail;
@@ -111,15 +110,15 @@ public:
     std::vector<Op> ops;
     std::vector<DecodeCall> decodes;
 
-    explicit Recording(dc::Backend& inner) : in_(inner) {}
+    explicit Recording(de::Backend& inner) : in_(inner) {}
     std::string name() const override { return "recording(" + in_.name() + ")"; }
-    std::unique_ptr<dc::Buffer> alloc(size_t bytes) override { return in_.alloc(bytes); }
+    std::unique_ptr<de::Buffer> alloc(size_t bytes) override { return in_.alloc(bytes); }
     void upload(void* dst, const void* src, size_t bytes) override { in_.upload(dst, src, bytes); }
     void download(void* dst, const void* src, size_t bytes) override { note("download"); in_.download(dst, src, bytes); }
     void sync() override { in_.sync(); }
     int64_t free_bytes() const override { return in_.free_bytes(); }
 
-    void embed(const dc::WeightRef& E, const int32_t* tokens, int64_t T, float* h) override {
+    void embed(const de::WeightRef& E, const int32_t* tokens, int64_t T, float* h) override {
         note("embed");
         in_.embed(E, tokens, T, h);
     }
@@ -127,15 +126,15 @@ public:
         note("rms_norm");
         in_.rms_norm(x, w, y, T, n, eps);
     }
-    void linear(const float* x, const dc::WeightRef& W, float* y, int64_t T) override {
+    void linear(const float* x, const de::WeightRef& W, float* y, int64_t T) override {
         note("linear", dims(W.rows, W.cols));
         in_.linear(x, W, y, T);
     }
-    void linear_heads(const float* x, const dc::WeightRef& W, float* y, int64_t T) override {
+    void linear_heads(const float* x, const de::WeightRef& W, float* y, int64_t T) override {
         note("linear_heads", std::to_string(W.count) + "x" + dims(W.rows, W.cols));
         in_.linear_heads(x, W, y, T);
     }
-    void linear_grouped(const float* x, const dc::WeightRef& W, const std::vector<int32_t>& offsets, float* y) override {
+    void linear_grouped(const float* x, const de::WeightRef& W, const std::vector<int32_t>& offsets, float* y) override {
         note("linear_grouped", std::to_string(W.count) + "x" + dims(W.rows, W.cols));
         in_.linear_grouped(x, W, offsets, y);
     }
@@ -157,7 +156,7 @@ public:
         note("silu_mul");
         in_.silu_mul(gu, out, rows, inter);
     }
-    void mla_prefill(const dc::PrefillDims& d, const float* q, const float* k_nope, const float* k_pe, const float* v,
+    void mla_prefill(const de::PrefillDims& d, const float* q, const float* k_nope, const float* k_pe, const float* v,
                      float sigma, float* o) override {
         note("mla_prefill");
         in_.mla_prefill(d, q, k_nope, k_pe, v, sigma, o);
@@ -173,7 +172,7 @@ public:
         c.o_latent = fetch(o_latent, n_h * d_c);
         decodes.push_back(std::move(c));
     }
-    void moe_route(const dc::RouterParams& p, const float* logits, int64_t T, int32_t* idx, float* w,
+    void moe_route(const de::RouterParams& p, const float* logits, int64_t T, int32_t* idx, float* w,
                    float* scores) override {
         note("moe_route");
         in_.moe_route(p, logits, T, idx, w, scores);
@@ -200,7 +199,7 @@ private:
         in_.download(v.data(), p, v.size() * sizeof(float));
         return v;
     }
-    dc::Backend& in_;
+    de::Backend& in_;
 };
 
 int64_t count_ops(const std::vector<Recording::Op>& ops, const std::string& name) {
@@ -213,13 +212,13 @@ int64_t count_ops(const std::vector<Recording::Op>& ops, const std::string& name
 struct BothTraces {
     dsv2::Trace oracle, engine;
 };
-BothTraces run_both(const dsv2::Model<double>& model, dc::Engine& engine, const std::vector<int32_t>& tokens, size_t prefill) {
+BothTraces run_both(const dsv2::Model<double>& model, de::Engine& engine, const std::vector<int32_t>& tokens, size_t prefill) {
     BothTraces r;
     dsv2::LatentCache<double> cache(model.config(), int64_t(tokens.size()));
     for (size_t done = 0; done < tokens.size();) {
         const size_t n = done == 0 ? prefill : 1;
         const std::vector<int32_t> part(tokens.begin() + long(done), tokens.begin() + long(done + n));
-        model.forward(part, cache, dc::attention_form(int64_t(n)), &r.oracle);
+        model.forward(part, cache, de::attention_form(int64_t(n)), &r.oracle);
         engine.forward(part, &r.engine);
         done += n;
     }
@@ -297,9 +296,9 @@ int main() {
 cell(1);
 const dsv2::Config cfg = dsv2::config_preset("tiny");
 const dsv2::Weights<float> w16v = bf16_valued(dsv2::random_weights<float>(cfg, 7));   // bf16 values, held as float
-std::unique_ptr<dc::Backend> host = dc::make_host_backend();
-dc::Engine eng32(cfg, w16v, *host, dc::WeightType::f32, 100);
-dc::Engine eng16(cfg, w16v, *host, dc::WeightType::bf16, 100);
+std::unique_ptr<de::Backend> host = de::make_host_backend();
+de::Engine eng32(cfg, w16v, *host, de::WeightType::f32, 100);
+de::Engine eng16(cfg, w16v, *host, de::WeightType::bf16, 100);
 int64_t n_matrices = 0, n_fp32 = 0;
 for (const auto& [name, m] : w16v.all()) (stays_fp32(name) ? n_fp32 : n_matrices) += m.size();
 const int64_t n_split = cfg.L * cfg.n_h * (cfg.d_h + cfg.d_v) * cfg.d_c;                  // kv_b_proj per head
@@ -338,7 +337,7 @@ check(eng32.capacity() == cap_blocks && eng32.cache_bytes() == 4 * cfg.L * cap_b
 // %%
 cell(2);
 Recording rec(*host);
-dc::Engine eng_rec(cfg, w16v, rec, dc::WeightType::f32, 64);
+de::Engine eng_rec(cfg, w16v, rec, de::WeightType::f32, 64);
 const std::string text = "In the beginning";
 const std::vector<int32_t> prompt(text.begin(), text.end());                            // bytes as tokens, 16
 dsv2::Trace tr_prefill, tr_step;
@@ -496,11 +495,11 @@ const double u = std::ldexp(1.0, -8);
 const int64_t n_in = cfg.d, n_out = 48, n_tok = 5;
 const Mat<float> W4 = nb::randn(n_out, n_in, 41).cast<float>().unaryExpr([](float v) { return bf16_round(v); });
 const Mat<float> x4 = nb::randn(n_tok, n_in, 42).cast<float>();
-const std::unique_ptr<dc::Buffer> W4_dev = host->upload_as(W4.data(), size_t(W4.size()), dc::WeightType::bf16);
-const std::unique_ptr<dc::Buffer> x4_dev = host->alloc(size_t(x4.size()) * sizeof(float));
-const std::unique_ptr<dc::Buffer> y4_dev = host->alloc(size_t(n_tok * n_out) * sizeof(float));
+const std::unique_ptr<de::Buffer> W4_dev = host->upload_as(W4.data(), size_t(W4.size()), de::WeightType::bf16);
+const std::unique_ptr<de::Buffer> x4_dev = host->alloc(size_t(x4.size()) * sizeof(float));
+const std::unique_ptr<de::Buffer> y4_dev = host->alloc(size_t(n_tok * n_out) * sizeof(float));
 host->upload(x4_dev->data(), x4.data(), size_t(x4.size()) * sizeof(float));
-host->linear(x4_dev->as<float>(), dc::WeightRef{W4_dev->data(), dc::WeightType::bf16, n_out, n_in, 1}, y4_dev->as<float>(), n_tok);
+host->linear(x4_dev->as<float>(), de::WeightRef{W4_dev->data(), de::WeightType::bf16, n_out, n_in, 1}, y4_dev->as<float>(), n_tok);
 Mat<float> y4(n_tok, n_out);
 host->download(y4.data(), y4_dev->data(), size_t(y4.size()) * sizeof(float));
 const double gamma_n = n_in * std::ldexp(1.0, -24) / (1 - n_in * std::ldexp(1.0, -24));
@@ -559,7 +558,7 @@ const std::string genesis = "In the beginning God created the heaven and the ear
                             "and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters. "
                             "And God said, Let there be light: and there was light.";
 const std::vector<int32_t> toks_long(genesis.begin(), genesis.end());                    // 252 bytes
-dc::Engine eng16_long(cfg, w16v, *host, dc::WeightType::bf16, int64_t(toks_long.size()));
+de::Engine eng16_long(cfg, w16v, *host, de::WeightType::bf16, int64_t(toks_long.size()));
 const BothTraces r16l = run_both(oracle, eng16_long, toks_long, 128);
 const Comparison c16l = compare(r16l.oracle, r16l.engine, 2e-2);
 double swapped_row_min = 1e300, swapped_tensor_max = 0;
@@ -611,7 +610,7 @@ cell(6);
 const int64_t n5 = 151, W5 = cfg.cache_width();
 const std::vector<int32_t> toks5 = lcg_tokens(n5, cfg.V, 5);
 Recording rec5(*host);
-dc::Engine eng5(cfg, w16v, rec5, dc::WeightType::f32, n5);
+de::Engine eng5(cfg, w16v, rec5, de::WeightType::f32, n5);
 dsv2::LatentCache<double> cache5(cfg, n5);
 eng5.forward(std::vector<int32_t>(toks5.begin(), toks5.end() - 1));
 oracle.forward(std::vector<int32_t>(toks5.begin(), toks5.end() - 1), cache5, dsv2::AttentionForm::naive);
@@ -619,12 +618,12 @@ eng5.forward({toks5.back()});
 dsv2::Trace tr5;
 oracle.forward({toks5.back()}, cache5, dsv2::AttentionForm::absorbed, &tr5);
 
-dc::PagedLayout layout5;
-layout5.block_tokens = dc::kEngineBlockTokens, layout5.d_c = int(cfg.d_c), layout5.d_R = int(cfg.d_R);
-const dc::BlockTable ident5 = dc::allocate_block_table({int32_t(n5)}, layout5);
+de::PagedLayout layout5;
+layout5.block_tokens = de::kEngineBlockTokens, layout5.d_c = int(cfg.d_c), layout5.d_R = int(cfg.d_R);
+const de::BlockTable ident5 = de::allocate_block_table({int32_t(n5)}, layout5);
 bool identity_ok = true;
 for (int b = 0; b < ident5.max_blocks; ++b) identity_ok = identity_ok && ident5.at(0, b) == b;
-for (int64_t t = 0; t < n5; ++t) identity_ok = identity_ok && dc::token_row_index(layout5, ident5, 0, t) == t * W5;
+for (int64_t t = 0; t < n5; ++t) identity_ok = identity_ok && de::token_row_index(layout5, ident5, 0, t) == t * W5;
 double worst5 = 0, worst5_o = 0;
 int splits5 = 0, chunk5 = 0;
 bool shuffled_same = rec5.decodes.size() == size_t(cfg.L);
@@ -633,14 +632,14 @@ for (int64_t l = 0; l < int64_t(rec5.decodes.size()); ++l) {
     Mat<double> ref5(n5, W5);                                                               // [c^KV | k^R] per row
     ref5 << cache5.c_kv(l, n5), cache5.k_pe(l, n5);
     worst5 = std::max(worst5, nb::rel_err(Eigen::Map<const Mat<float>>(dcall.rows.data(), dcall.n, W5), ref5));
-    dc::PagedLayout shuf_layout = layout5;
-    const dc::BlockTable shuf = dc::allocate_block_table({int32_t(n5)}, shuf_layout, /*shuffle_seed=*/10 + uint64_t(l));
+    de::PagedLayout shuf_layout = layout5;
+    const de::BlockTable shuf = de::allocate_block_table({int32_t(n5)}, shuf_layout, /*shuffle_seed=*/10 + uint64_t(l));
     std::vector<float> paged(size_t(shuf_layout.elements()), 0.0f);
-    dc::paged_scatter(shuf_layout, shuf, paged, 0, 0, dcall.rows);
-    const int n_hg = int((cfg.n_h + dc::kDecodeHeadsPerCta - 1) / dc::kDecodeHeadsPerCta);
-    const dc::SplitPlan plan = dc::make_split_plan(shuf.lengths, n_hg, 132, dc::kEngineBlockTokens);
-    const dc::DecodeReference<float> again = dc::paged_decode_reference<float>(
-        shuf_layout, shuf, paged, dcall.q_abs, dcall.q_pe, int(cfg.n_h), dcall.sigma, plan, dc::kDecodeHeadsPerCta, 8);
+    de::paged_scatter(shuf_layout, shuf, paged, 0, 0, dcall.rows);
+    const int n_hg = int((cfg.n_h + de::kDecodeHeadsPerCta - 1) / de::kDecodeHeadsPerCta);
+    const de::SplitPlan plan = de::make_split_plan(shuf.lengths, n_hg, 132, de::kEngineBlockTokens);
+    const de::DecodeReference<float> again = de::paged_decode_reference<float>(
+        shuf_layout, shuf, paged, dcall.q_abs, dcall.q_pe, int(cfg.n_h), dcall.sigma, plan, de::kDecodeHeadsPerCta, de::kDecodeTile);
     shuffled_same = shuffled_same && again.o_latent == dcall.o_latent;
     splits5 = plan.total_splits(), chunk5 = plan.kv_chunk;
     worst5_o = std::max(worst5_o, nb::rel_err(Eigen::Map<const Mat<float>>(dcall.o_latent.data(), 1, cfg.n_h * cfg.d_c),

@@ -1,6 +1,6 @@
 // A test problem for the MLA prefill (tests/test_cuda_prefill_host.cpp on the CPU,
 // tests/test_cuda_mla_prefill.cpp on a GPU): the fp64 oracle's inputs (dsv2::mla_attend_naive),
-// and the same data in the kernel's layout (dsv2/cuda/prefill.hpp), K/V decompressed per head
+// and the same data in the kernel's layout (dsv2/engine/prefill.hpp), K/V decompressed per head
 // from c_kv and W_kv_b exactly as the oracle does. K/V rows [n, rows) exist in the buffers and
 // are NaN: a read of any of them would poison the output.
 #pragma once
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "dsv2/config.hpp"
-#include "dsv2/cuda/prefill.hpp"
+#include "dsv2/engine/prefill.hpp"
 #include "dsv2/mla.hpp"
 #include "dsv2/rope.hpp"
 
@@ -20,7 +20,7 @@ namespace dsv2::test {
 
 struct PrefillProblem {
     Config cfg;
-    cuda::PrefillDims d;
+    engine::PrefillDims d;
     Mat<double> c_kv, k_pe, W_kv_b, q_nope, q_pe;  ///< oracle inputs
     std::vector<double> q, k_nope, kpe, v;          ///< kernel layout (rows = n + extra_rows)
     std::vector<int64_t> positions;                 ///< p0 … p0 + T − 1, p0 = n − T
@@ -41,7 +41,7 @@ inline PrefillProblem make_prefill_problem(int n_h, int T, int n, int extra_rows
     P.cfg = config_preset("deepseek-v2");
     P.cfg.n_h = n_h;
     const Config& c = P.cfg;
-    P.d = cuda::PrefillDims{T, n, n_h, int(c.d_h), int(c.d_R), int(c.d_v)};
+    P.d = engine::PrefillDims{T, n, n_h, int(c.d_h), int(c.d_R), int(c.d_v)};
     std::mt19937 gen(seed);
     P.c_kv = prefill_randn(n, c.d_c, gen, 0.3);
     P.k_pe = prefill_randn(n, c.d_R, gen, 1.0);
@@ -85,7 +85,7 @@ inline Mat<double> prefill_oracle(const PrefillProblem& P) {
 /// lse [T, n_h] straight from its definition over the visible keys j ≤ p0 + t (no tiles), in fp64,
 /// from the kernel-layout buffers.
 inline std::vector<double> prefill_oracle_lse(const PrefillProblem& P) {
-    const cuda::PrefillDims& d = P.d;
+    const engine::PrefillDims& d = P.d;
     const size_t H = size_t(d.n_h), Dn = size_t(d.d_nope), DR = size_t(d.d_R);
     const double sigma = softmax_scale(P.cfg);
     std::vector<double> lse(size_t(d.T) * H), s;
@@ -115,7 +115,7 @@ inline std::vector<double> prefill_oracle_lse(const PrefillProblem& P) {
 ///   Δ = σ ((2u + u²) + γ_{d_qk} (1 + u)²) S
 ///   ‖ô − o‖ ≤ (e^{2Δ} − 1)(1 + u) V + u V + 2 γ_{n} V
 inline std::vector<double> prefill_bf16_bound(const PrefillProblem& P, double u) {
-    const cuda::PrefillDims& d = P.d;
+    const engine::PrefillDims& d = P.d;
     const size_t H = size_t(d.n_h), Dn = size_t(d.d_nope), DR = size_t(d.d_R), Dv = size_t(d.d_v);
     const double sigma = softmax_scale(P.cfg), e32 = std::ldexp(1.0, -24);
     const auto gamma = [&](double m) { return m * e32 / (1 - m * e32); };

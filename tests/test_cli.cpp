@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dsv2/io.hpp"
+#include "dsv2/config_json.hpp"
 #include "dsv2/model.hpp"
 #include "dsv2/weights.hpp"
 

@@ -13,6 +13,8 @@
 
 #include <unistd.h>
 
+#include "dsv2/config_json.hpp"
+
 #include <nlohmann/json.hpp>
 
 namespace {

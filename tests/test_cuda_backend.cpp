@@ -1,5 +1,5 @@
 // GPU test (CTest label gpu): every operation of CudaBackend (cuda/src/backend_cuda.cu) against
-// the same operation of HostBackend (cuda/src/backend_host.cpp: plain loops and the kernels' CPU
+// the same operation of HostBackend (engine/src/backend_host.cpp: plain loops and the kernels' CPU
 // twins, which tests/test_engine_host.cpp proves against the fp64 oracle through the whole
 // model). Same inputs uploaded to both; every GPU output poisoned with NaN first, so an element a
 // kernel forgets to write fails. Without a device it prints why and exits 77 (CTest: skipped).
@@ -25,17 +25,18 @@
 #include <vector>
 
 #include "dsv2/config.hpp"
-#include "dsv2/cuda/backend.hpp"
-#include "dsv2/cuda/moe.hpp"
+#include "dsv2/engine/backend.hpp"
+#include "dsv2/cuda/backend_cuda.hpp"
+#include "dsv2/engine/moe.hpp"
 #include "dsv2/cuda/ops.hpp"
-#include "dsv2/cuda/paged.hpp"
+#include "dsv2/engine/paged.hpp"
 #include "dsv2/rope.hpp"
 
 using namespace dsv2;
-using cuda::Backend;
-using cuda::Buffer;
-using cuda::WeightRef;
-using cuda::WeightType;
+using engine::Backend;
+using engine::Buffer;
+using engine::WeightRef;
+using engine::WeightType;
 
 namespace {
 
@@ -64,7 +65,7 @@ struct Twin {
 };
 
 struct Both {
-    std::unique_ptr<Backend> host = cuda::make_host_backend(), gpu = cuda::make_cuda_backend();
+    std::unique_ptr<Backend> host = engine::make_host_backend(), gpu = cuda::make_cuda_backend();
 
     template <typename T>
     Twin<T> put(const std::vector<T>& v) {
@@ -155,7 +156,7 @@ void test_dense(Both& b, bool quick) {
             auto h = b.out<float>(size_t(T * d));
             b.host->embed(E.h, dt.hp(), T, h.hp());
             b.gpu->embed(E.g, dt.gp(), T, h.gp());
-            check_equal(std::string("embed ") + cuda::to_string(type), b.get(h));
+            check_equal(std::string("embed ") + engine::to_string(type), b.get(h));
         }
     });
     // rms_norm
@@ -180,7 +181,7 @@ void test_dense(Both& b, bool quick) {
                 auto y = b.out<float>(size_t(T * out));
                 b.host->linear(x.hp(), W.h, y.hp(), T);
                 b.gpu->linear(x.gp(), W.g, y.gp(), T);
-                check_rel(std::string("linear ") + cuda::to_string(type) + " T=" + std::to_string(T), b.get(y), 1e-5);
+                check_rel(std::string("linear ") + engine::to_string(type) + " T=" + std::to_string(T), b.get(y), 1e-5);
             }
     });
     // linear_heads at the absorbed MLA's V2-Lite shapes: W^UKᵀ [512, 128] and W^UV [128, 512] per head
@@ -194,7 +195,7 @@ void test_dense(Both& b, bool quick) {
                     auto y = b.out<float>(size_t(T * n * out));
                     b.host->linear_heads(x.hp(), W.h, y.hp(), T);
                     b.gpu->linear_heads(x.gp(), W.g, y.gp(), T);
-                    check_rel(std::string("linear_heads ") + cuda::to_string(type) + " in=" + std::to_string(in) +
+                    check_rel(std::string("linear_heads ") + engine::to_string(type) + " in=" + std::to_string(in) +
                                   " out=" + std::to_string(out) + " T=" + std::to_string(T),
                               b.get(y), 1e-5);
                 }
@@ -214,7 +215,7 @@ void test_dense(Both& b, bool quick) {
                 auto y = b.out<float>(size_t(rows * out));
                 b.host->linear_grouped(x.hp(), W.h, offsets, y.hp());
                 b.gpu->linear_grouped(x.gp(), W.g, offsets, y.gp());
-                check_rel(std::string("linear_grouped ") + cuda::to_string(type) + " rows=" + std::to_string(rows), b.get(y), 1e-5);
+                check_rel(std::string("linear_grouped ") + engine::to_string(type) + " rows=" + std::to_string(rows), b.get(y), 1e-5);
             }
     });
     // rope with YaRN at V2's d_R = 64, far positions
@@ -256,7 +257,7 @@ void test_dense(Both& b, bool quick) {
 
 void test_attention(Both& b) {
     guarded("mla_prefill", [&] {
-        cuda::PrefillDims d;
+        engine::PrefillDims d;
         d.T = 37, d.n = 50, d.n_h = 3, d.d_nope = 16, d.d_R = 8, d.d_v = 12;  // 13 cached keys before the queries
         auto q = b.put(randn(size_t(d.T * d.n_h * d.d_qk()), 16));
         auto k = b.put(randn(size_t(d.n * d.n_h * d.d_nope), 17));
@@ -286,7 +287,7 @@ void test_moe(Both& b) {
         for (const char* preset : {"tiny", "deepseek-v2-lite", "deepseek-v2"})
             for (int64_t T : {int64_t(1), int64_t(300)}) {
                 const Config c = config_preset(preset);
-                const cuda::RouterParams p = cuda::router_params(c);
+                const engine::RouterParams p = engine::router_params(c);
                 const int64_t N = c.N_r, K = c.K_r, d = 40;
                 const std::string tag = std::string(preset) + " T=" + std::to_string(T);
                 auto logits = b.put(randn(size_t(T * N), 23, 2.f));
@@ -299,8 +300,8 @@ void test_moe(Both& b) {
                     const auto [ih, ig] = b.get(idx);
                     const auto [wh_, wg] = b.get(w);
                     const std::vector<float> sh = b.get(s).first;
-                    const cuda::RouteAgreement a =
-                        cuda::compare_routes(p, sh.data(), ih.data(), wh_.data(), ig.data(), wg.data(), T);
+                    const engine::RouteAgreement a =
+                        engine::compare_routes(p, sh.data(), ih.data(), wh_.data(), ig.data(), wg.data(), T);
                     check("moe_route " + tag + " indices and gates", a.ok(1e-6),
                           std::to_string(a.exact) + " exact, " + std::to_string(a.near_tie) + " near-tie swaps, " +
                               std::to_string(a.wrong) + " wrong" + (a.wrong ? " (" + a.first_wrong_why + ")" : "") +

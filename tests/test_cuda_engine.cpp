@@ -1,4 +1,4 @@
-// GPU test (CTest label gpu): the whole model on the GPU — Engine (cuda/src/engine.cpp) on
+// GPU test (CTest label gpu): the whole model on the GPU — Engine (engine/src/engine.cpp) on
 // CudaBackend — against the fp64 oracle, every named intermediate of every layer, with the
 // checks of tests/test_engine_host.cpp (which runs the same engine on HostBackend), plus two
 // layers at V2-Lite's real shapes. Without a device it prints why and exits 77 (CTest:
@@ -11,16 +11,16 @@
 #include <cstdlib>
 
 #include "dsv2/cuda/ops.hpp"
+#include "dsv2/cuda/backend_cuda.hpp"
 #include "engine_support.hpp"
 
 using namespace dsv2;
-using dsv2::cuda::Engine;
-using dsv2::cuda::WeightType;
+using dsv2::engine::Engine;
+using dsv2::engine::WeightType;
 
 namespace {
 
-constexpr double kBoundFp32 = 1e-5;  // tests/test_golden.cpp
-constexpr double kBoundBf16 = 2e-2;  // app/compare.cpp
+using engine::kBoundFp32;  // the agreement rule's (dsv2/engine/agreement.hpp)
 
 bool quick() { return cuda::gpu_test_quick(); }
 
@@ -42,14 +42,14 @@ TEST_CASE("gpu engine: two layers at V2-Lite's shapes (d 2048, 16 heads, d_c 512
     cfg.validate();
     const Weights<float> w = random_weights<float>(cfg, 21);
     auto backend = cuda::make_cuda_backend();
-    test::check_model(*backend, cfg, w, WeightType::f32, test::some_tokens(12, cfg.V, 8), 9, kBoundFp32);
-    test::check_model(*backend, cfg, w, WeightType::bf16, test::some_tokens(12, cfg.V, 8), 9, kBoundBf16);
+    test::check_model(*backend, cfg, w, WeightType::f32, test::some_tokens(12, cfg.V, 8), 9);
+    test::check_model(*backend, cfg, w, WeightType::bf16, test::some_tokens(12, cfg.V, 8), 9);
 }
 
 TEST_CASE("gpu engine: the same logits as the engine on HostBackend") {
     const Config cfg = config_preset("tiny");
     const Weights<float> w = random_weights<float>(cfg, 17);
-    auto host = cuda::make_host_backend();
+    auto host = engine::make_host_backend();
     auto gpu = cuda::make_cuda_backend();
     Engine eh(cfg, w, *host, WeightType::f32, 32), eg(cfg, w, *gpu, WeightType::f32, 32);
     const std::vector<int32_t> tokens = test::some_tokens(20, cfg.V, 9);

@@ -51,7 +51,7 @@
 
 #include "dsv2/cuda/linear.hpp"
 #include "dsv2/cuda/ops.hpp"
-#include "dsv2/cuda/paged.hpp"  // to_bf16 / from_bf16
+#include "dsv2/engine/paged.hpp"  // to_bf16 / from_bf16
 #include "dsv2/layers.hpp"
 
 using dsv2::Mat;
@@ -120,13 +120,13 @@ void check_shape(const std::string& name, int T, int in, int out) {
     report(tag + " fp32 vs oracle", rel(y, ref), 1e-5);
 
     // bf16 inputs
-    const std::vector<uint16_t> xb = dsv2::cuda::to_bf16(x), Wb = dsv2::cuda::to_bf16(W);
+    const std::vector<uint16_t> xb = dsv2::to_bf16(x), Wb = dsv2::to_bf16(W);
     const Mat<double> ref_rounded =
-        dsv2::linear<double>(to_mat(dsv2::cuda::from_bf16(xb), T, in), to_mat(dsv2::cuda::from_bf16(Wb), out, in));
+        dsv2::linear<double>(to_mat(dsv2::from_bf16(xb), T, in), to_mat(dsv2::from_bf16(Wb), out, in));
     std::vector<float> yb(size_t(T) * size_t(out), nan);
     dsv2::cuda::linear(xb, Wb, T, in, out, yb);
-    const double A = accumulation_bound(to_mat(dsv2::cuda::from_bf16(xb), T, in),
-                                        to_mat(dsv2::cuda::from_bf16(Wb), out, in), ref_rounded);
+    const double A = accumulation_bound(to_mat(dsv2::from_bf16(xb), T, in),
+                                        to_mat(dsv2::from_bf16(Wb), out, in), ref_rounded);
     report(tag + " bf16→fp32 vs oracle(rounded inputs), accumulation bound", rel(yb, ref_rounded), A);
 
     // derived bound against the unrounded oracle: (2u + u²) ‖|x||W|ᵀ‖ / ‖xWᵀ‖ + 1e-5
@@ -137,9 +137,9 @@ void check_shape(const std::string& name, int T, int in, int out) {
     report(tag + " bf16→fp32 vs oracle(unrounded), derived bound", rel(yb, ref), bound);
 
     // bf16 output: one more rounding, |ε| ≤ u per element
-    std::vector<uint16_t> ybb(size_t(T) * size_t(out), dsv2::cuda::float_to_bf16_bits(nan));
+    std::vector<uint16_t> ybb(size_t(T) * size_t(out), dsv2::float_to_bf16_bits(nan));
     dsv2::cuda::linear(xb, Wb, T, in, out, ybb);
-    report(tag + " bf16→bf16 vs oracle(rounded inputs)", rel(dsv2::cuda::from_bf16(ybb), ref_rounded), u * (1 + A) + A);
+    report(tag + " bf16→bf16 vs oracle(rounded inputs)", rel(dsv2::from_bf16(ybb), ref_rounded), u * (1 + A) + A);
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
 // NOT YET RUN ON A GPU: written and compiled on a machine without one.
 //
 //   rope          vs dsv2::apply_rope<double>            ‖Δ‖/‖ref‖ ≤ 1e-5 (fp32)
-//   cache_append  vs dsv2::cuda::paged_scatter (CPU)      bit-exact (fp32; bf16 = RNE of fp32)
+//   cache_append  vs dsv2::engine::paged_scatter (CPU)      bit-exact (fp32; bf16 = RNE of fp32)
 //   mla_decode    vs dsv2::mla_attend_absorbed<double>   attn.o_latent of the decode token
 //                   fp32: ‖Δ‖/‖ref‖ ≤ 1e-5, lse within 1e-5
 //                   bf16: ≤ 1e-5 against the oracle on the bf16-rounded inputs (the kernel's own
@@ -24,14 +24,14 @@
 #include "dsv2/config.hpp"
 #include "dsv2/cuda/mla.hpp"
 #include "dsv2/cuda/ops.hpp"
-#include "dsv2/cuda/paged.hpp"
+#include "dsv2/engine/paged.hpp"
 #include "dsv2/mla.hpp"
 #include "dsv2/rope.hpp"
 #include "dsv2/trace.hpp"
 
 using namespace dsv2;
-using dsv2::cuda::BlockTable;
-using dsv2::cuda::PagedLayout;
+using dsv2::engine::BlockTable;
+using dsv2::engine::PagedLayout;
 
 namespace {
 
@@ -90,11 +90,11 @@ bool same_bits(const std::vector<H>& a, const std::vector<H>& b) {
 void test_cache_append() {
     const std::vector<int32_t> lengths{1, 64, 65, 0, 200, 127};
     PagedLayout layout;  // 64 × (512 + 64)
-    const BlockTable bt = cuda::allocate_block_table(lengths, layout, 77);
+    const BlockTable bt = engine::allocate_block_table(lengths, layout, 77);
     std::mt19937 gen(3);
     // Two appends: a prefill of all but the last token of each sequence, then one decode token.
     std::vector<float> cache_f(size_t(layout.elements()), std::numeric_limits<float>::quiet_NaN());
-    std::vector<uint16_t> cache_h = cuda::to_bf16(cache_f);
+    std::vector<uint16_t> cache_h = dsv2::to_bf16(cache_f);
     std::vector<float> exp_f = cache_f;
     std::vector<uint16_t> exp_h = cache_h;
     for (int step = 0; step < 2; ++step) {
@@ -111,8 +111,8 @@ void test_cache_append() {
         for (size_t t = 0; t < T; ++t) {
             std::vector<float> row(c_kv.begin() + long(t * 512), c_kv.begin() + long((t + 1) * 512));
             row.insert(row.end(), k_pe.begin() + long(t * 64), k_pe.begin() + long((t + 1) * 64));
-            cuda::paged_scatter(layout, bt, exp_f, seq[t], pos[t], row);
-            cuda::paged_scatter(layout, bt, exp_h, seq[t], pos[t], cuda::to_bf16(row));
+            engine::paged_scatter(layout, bt, exp_f, seq[t], pos[t], row);
+            engine::paged_scatter(layout, bt, exp_h, seq[t], pos[t], dsv2::to_bf16(row));
         }
     }
     check("cache_append fp32: bit-exact, NaN slots untouched, shuffled table", same_bits(cache_f, exp_f));
@@ -174,7 +174,7 @@ void test_decode(int n_h, const std::vector<int32_t>& lengths, uint32_t seed) {
     const float scale = 0.1f;  // FlashMLA's randn/10
     std::mt19937 gen(seed);
     PagedLayout layout;
-    const BlockTable bt = cuda::allocate_block_table(lengths, layout, seed);
+    const BlockTable bt = engine::allocate_block_table(lengths, layout, seed);
     const int B = bt.B, W = layout.width();
     // The pool is NaN everywhere; only the rows [0, len) of each sequence are written.
     std::vector<float> pool(size_t(layout.elements()), std::numeric_limits<float>::quiet_NaN());
@@ -185,8 +185,8 @@ void test_decode(int n_h, const std::vector<int32_t>& lengths, uint32_t seed) {
     for (int b = 0; b < B; ++b) {
         const int len = lengths[size_t(b)];
         std::vector<float> r = randn(size_t(len) * W, gen, scale);
-        if (kBf16) r = cuda::from_bf16(cuda::to_bf16(r));  // what the cache can hold, exactly
-        cuda::paged_scatter(layout, bt, pool, b, 0, r);
+        if (kBf16) r = dsv2::from_bf16(dsv2::to_bf16(r));  // what the cache can hold, exactly
+        engine::paged_scatter(layout, bt, pool, b, 0, r);
         rows[size_t(b)] = to_mat(r, len, W);
         q_nope[size_t(b)] = to_mat(randn(size_t(n_h * cfg.d_h), gen, 1.f), 1, n_h * cfg.d_h);
         q_rope[size_t(b)] = to_mat(randn(size_t(n_h * cfg.d_R), gen, scale), 1, n_h * cfg.d_R);
@@ -201,7 +201,7 @@ void test_decode(int n_h, const std::vector<int32_t>& lengths, uint32_t seed) {
     }
     const float sigma = float(softmax_scale(cfg));
     cuda::DecodeResult out;
-    if (kBf16) out = cuda::mla_decode(cuda::to_bf16(pool), layout, bt, cuda::to_bf16(q_abs), cuda::to_bf16(q_pe), n_h, sigma);
+    if (kBf16) out = cuda::mla_decode(dsv2::to_bf16(pool), layout, bt, dsv2::to_bf16(q_abs), dsv2::to_bf16(q_pe), n_h, sigma);
     else out = cuda::mla_decode(pool, layout, bt, q_abs, q_pe, n_h, sigma);
 
     std::string name = std::string(kBf16 ? "bf16" : "fp32") + " decode n_h=" + std::to_string(n_h) + " B=" +
@@ -226,8 +226,8 @@ void test_decode(int n_h, const std::vector<int32_t>& lengths, uint32_t seed) {
             // (a) against the oracle on the bf16-rounded queries (the rows are already rounded):
             //     only the kernel's fp32 arithmetic differs.
             Mat<double> qa = r.q_abs, qp = q_rope[size_t(b)];
-            for (int64_t k = 0; k < qa.size(); ++k) qa.data()[k] = cuda::bf16_bits_to_float(cuda::float_to_bf16_bits(float(qa.data()[k])));
-            for (int64_t k = 0; k < qp.size(); ++k) qp.data()[k] = cuda::bf16_bits_to_float(cuda::float_to_bf16_bits(float(qp.data()[k])));
+            for (int64_t k = 0; k < qa.size(); ++k) qa.data()[k] = dsv2::bf16_bits_to_float(dsv2::float_to_bf16_bits(float(qa.data()[k])));
+            for (int64_t k = 0; k < qp.size(); ++k) qp.data()[k] = dsv2::bf16_bits_to_float(dsv2::float_to_bf16_bits(float(qp.data()[k])));
             const Vec<double> q_col = qa.row(0).segment(i * cfg.d_c, cfg.d_c).transpose();
             const Vec<double> s = double(softmax_scale(cfg)) *
                                   (rows[size_t(b)].leftCols(cfg.d_c) * q_col +

@@ -45,14 +45,14 @@
 #include "dsv2/config.hpp"
 #include "dsv2/cuda/mla.hpp"
 #include "dsv2/cuda/ops.hpp"
-#include "dsv2/cuda/paged.hpp"
-#include "dsv2/cuda/prefill.hpp"
+#include "dsv2/engine/paged.hpp"
+#include "dsv2/engine/prefill.hpp"
 #include "dsv2/mla.hpp"
 #include "dsv2/rope.hpp"
 #include "mla_prefill_problem.hpp"
 
 using namespace dsv2;
-using dsv2::cuda::PrefillDims;
+using dsv2::engine::PrefillDims;
 
 namespace {
 
@@ -72,7 +72,7 @@ void check(const std::string& what, bool ok) {
 
 std::vector<float> f32(const std::vector<double>& x) { return std::vector<float>(x.begin(), x.end()); }
 std::vector<double> f64(const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); }
-std::vector<uint16_t> bf16(const std::vector<double>& x) { return cuda::to_bf16(f32(x)); }
+std::vector<uint16_t> bf16(const std::vector<double>& x) { return dsv2::to_bf16(f32(x)); }
 
 bool all_finite(const std::vector<float>& x) {
     return std::all_of(x.begin(), x.end(), [](float v) { return std::isfinite(v); });
@@ -117,8 +117,8 @@ void test_bf16(const Case& c, uint32_t seed) {
     const std::string name = name_of("bf16", c);
     check(name + ": every output written (NaN poison gone)", all_finite(o) && all_finite(lse));
     // (a) the fp64 twin on the same rounded inputs.
-    const auto twin = cuda::mla_prefill_tiled_reference<double>(
-        P.d, f64(cuda::from_bf16(q)), f64(cuda::from_bf16(kn)), f64(cuda::from_bf16(kp)), f64(cuda::from_bf16(v)),
+    const auto twin = engine::mla_prefill_tiled_reference<double>(
+        P.d, f64(dsv2::from_bf16(q)), f64(dsv2::from_bf16(kn)), f64(dsv2::from_bf16(kp)), f64(dsv2::from_bf16(v)),
         sigma, c.block_q, c.block_k);
     report(name + ": o vs fp64 twin on rounded inputs", test::prefill_rel_err(o, twin.o.data(), o.size()), 1e-5);
     report(name + ": lse vs fp64 twin on rounded inputs", lse_err(lse, twin.lse), 1e-5);
@@ -152,10 +152,10 @@ void test_hidden_nan() {
     v[(last * H + 1) * Dv + 5] = std::numeric_limits<double>::quiet_NaN();
     // The inputs as the kernel stores them, and the fp64 twin on exactly those.
     const auto stored = [](const std::vector<double>& x) {
-        return kBf16 ? f64(cuda::from_bf16(bf16(x))) : f64(f32(x));
+        return kBf16 ? f64(dsv2::from_bf16(bf16(x))) : f64(f32(x));
     };
     const double sigma = softmax_scale(P.cfg);
-    const auto twin = cuda::mla_prefill_tiled_reference<double>(P.d, stored(P.q), stored(kn), stored(P.kpe), stored(v),
+    const auto twin = engine::mla_prefill_tiled_reference<double>(P.d, stored(P.q), stored(kn), stored(P.kpe), stored(v),
                                                                 double(float(sigma)), c.block_q, c.block_k);
     std::vector<float> o(twin.o.size(), 3e38f), lse(twin.lse.size(), 3e38f);
     if (kBf16) cuda::mla_prefill(P.d, bf16(P.q), bf16(kn), bf16(P.kpe), bf16(v), float(sigma), o, lse, c.block_q, c.block_k);

@@ -1,5 +1,5 @@
 // GPU test (CTest label gpu): the CUDA MoE router and dispatch (cuda/src/moe.cu) against their CPU
-// twins (cuda/src/moe_host.cpp, themselves proved against the oracle dsv2::route / moe_forward by
+// twins (engine/src/moe.cpp, themselves proved against the oracle dsv2::route / moe_forward by
 // tests/test_cuda_moe_host.cpp). Without a device it prints why and exits 77 (CTest: skipped).
 // NOT YET RUN ON A GPU: written and compiled on a machine without one.
 //
@@ -25,8 +25,8 @@
 #include "dsv2/cuda/ops.hpp"
 
 using namespace dsv2;
-using dsv2::cuda::DispatchPlan;
-using dsv2::cuda::RouterParams;
+using dsv2::engine::DispatchPlan;
+using dsv2::engine::RouterParams;
 
 namespace {
 
@@ -83,16 +83,16 @@ Routed test_route(const std::string& name, const RouterParams& p, int64_t T, Log
     Routed ref{std::vector<int32_t>(size_t(T * p.K)), std::vector<float>(size_t(T * p.K))};
     std::vector<float> scores(size_t(T * p.N_r));
     for (int64_t t = 0; t < T; ++t)
-        cuda::route_reference(p, &logits[size_t(t * p.N_r)], &ref.idx[size_t(t * p.K)], &ref.w[size_t(t * p.K)],
+        engine::route_reference(p, &logits[size_t(t * p.N_r)], &ref.idx[size_t(t * p.K)], &ref.w[size_t(t * p.K)],
                               &scores[size_t(t * p.N_r)]);
     Routed got{std::vector<int32_t>(size_t(T * p.K), -7), std::vector<float>(size_t(T * p.K), kNaNf)};  // poison
     cuda::moe_route(p, logits, T, got.idx, got.w);
     // Indices equal, or swapped only at near ties of the twin's scores (CUDA's expf vs glibc's);
     // an unwritten index (−7) is outside [0, N_r) and counts as wrong.
-    const cuda::RouteAgreement a =
-        cuda::compare_routes(p, scores.data(), ref.idx.data(), ref.w.data(), got.idx.data(), got.w.data(), T);
+    const engine::RouteAgreement a =
+        engine::compare_routes(p, scores.data(), ref.idx.data(), ref.w.data(), got.idx.data(), got.w.data(), T);
     std::printf("  %s: %lld tokens, %lld exact, %lld near-tie swaps (<= %d ulp), %lld wrong%s%s, max gate rel err %.2e\n",
-                name.c_str(), (long long)a.tokens, (long long)a.exact, (long long)a.near_tie, cuda::kRouteTieUlps,
+                name.c_str(), (long long)a.tokens, (long long)a.exact, (long long)a.near_tie, engine::kRouteTieUlps,
                 (long long)a.wrong, a.wrong ? " — first: " : "", a.first_wrong_why.c_str(), a.max_gate_rel);
     check("route " + name, a.ok(1e-6));
     return got;
@@ -100,7 +100,7 @@ Routed test_route(const std::string& name, const RouterParams& p, int64_t T, Log
 
 void test_dispatch(const std::string& name, const std::vector<int32_t>& idx, int64_t T, int64_t K, int64_t N_r, int64_t d,
                    uint32_t seed) {
-    const DispatchPlan ref = cuda::make_dispatch_plan(idx.data(), T, K, N_r);
+    const DispatchPlan ref = engine::make_dispatch_plan(idx.data(), T, K, N_r);
     const DispatchPlan got = cuda::moe_dispatch(idx, T, K, N_r);
     check("dispatch " + name + ": counts, offsets, slots, inverse identical",
           got.counts == ref.counts && got.offsets == ref.offsets && got.slots == ref.slots &&
@@ -115,12 +115,12 @@ void test_dispatch(const std::string& name, const std::vector<int32_t>& idx, int
     for (float& v : sh) v = nd(gen);
     std::vector<float> g(size_t(T * K * d), kNaNf);
     cuda::moe_gather(ref, x, d, g);
-    check("gather " + name + ": bit-exact, every row written", g == cuda::moe_gather_reference(ref, x, d));
+    check("gather " + name + ": bit-exact, every row written", g == engine::moe_gather_reference(ref, x, d));
     for (bool with_shared : {false, true}) {
         const std::vector<float> s = with_shared ? sh : std::vector<float>{};
         std::vector<float> out(size_t(T * d), kNaNf);
         cuda::moe_combine(ref, y, w, s, d, out);
-        const std::vector<float> exp = cuda::moe_combine_reference(ref, y, w, s, d);
+        const std::vector<float> exp = engine::moe_combine_reference(ref, y, w, s, d);
         double maxdiff = 0;
         bool written = true;
         for (size_t i = 0; i < out.size(); ++i) {

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "dsv2/config.hpp"
-#include "dsv2/cuda/moe.hpp"
+#include "dsv2/engine/moe.hpp"
 #include "dsv2/layers.hpp"
 #include "dsv2/moe.hpp"
 #include "dsv2/trace.hpp"
@@ -19,8 +19,8 @@
 #include "support.hpp"
 
 using namespace dsv2;
-using dsv2::cuda::DispatchPlan;
-using dsv2::cuda::RouterParams;
+using dsv2::engine::DispatchPlan;
+using dsv2::engine::RouterParams;
 
 namespace {
 
@@ -73,7 +73,7 @@ TwinOut twin_route(const RouterParams& p, const Mat<float>& logits) {
     o.w.assign(size_t(T * p.K), kNaNf);
     o.s.assign(size_t(T * p.N_r), kNaNf);
     for (int64_t t = 0; t < T; ++t)
-        cuda::route_reference(p, logits.row(t).data(), &o.idx[size_t(t * p.K)], &o.w[size_t(t * p.K)],
+        engine::route_reference(p, logits.row(t).data(), &o.idx[size_t(t * p.K)], &o.w[size_t(t * p.K)],
                               &o.s[size_t(t * p.N_r)]);
     return o;
 }
@@ -168,7 +168,7 @@ TEST_CASE("warp top-k: the tie rule and NaN-last of dsv2::topk_indices, with and
             const std::vector<double> sd(s.begin(), s.end());
             for (int k : {1, std::min(cand, 6), cand}) {
                 const std::vector<int64_t> ref = topk_indices(sd.data(), n, k, allowed);
-                const std::vector<int32_t> got = cuda::warp_topk_reference(s.data(), n, k, allowed);
+                const std::vector<int32_t> got = engine::warp_topk_reference(s.data(), n, k, allowed);
                 REQUIRE(got == std::vector<int32_t>(ref.begin(), ref.end()));
             }
         }
@@ -176,10 +176,10 @@ TEST_CASE("warp top-k: the tie rule and NaN-last of dsv2::topk_indices, with and
     // NaN ranks as −inf (the oracle's key), so it ties with −inf and the lower index wins; and k
     // above the candidates is refused.
     const std::vector<float> s{kNaNf, -std::numeric_limits<float>::infinity(), 0.f, kNaNf};
-    CHECK(cuda::warp_topk_reference(s.data(), 4, 4) == std::vector<int32_t>{2, 0, 1, 3});
+    CHECK(engine::warp_topk_reference(s.data(), 4, 4) == std::vector<int32_t>{2, 0, 1, 3});
     const std::vector<float> s2{kNaNf, -1.f, kNaNf, 0.5f};
-    CHECK(cuda::warp_topk_reference(s2.data(), 4, 4) == std::vector<int32_t>{3, 1, 0, 2});
-    CHECK_THROWS_AS(cuda::warp_topk_reference(s.data(), 4, 2, {true, false, false, false}), std::invalid_argument);
+    CHECK(engine::warp_topk_reference(s2.data(), 4, 4) == std::vector<int32_t>{3, 1, 0, 2});
+    CHECK_THROWS_AS(engine::warp_topk_reference(s.data(), 4, 2, {true, false, false, false}), std::invalid_argument);
 }
 
 TEST_CASE("route_reference: NaN and infinite logits poison the row as in the oracle (NaN gates, lowest allowed experts)") {
@@ -289,7 +289,7 @@ TEST_CASE("make_dispatch_plan equals the brute-force grouping of dsv2::moe_forwa
                            Case{4096, 6, 64, 6, false}, Case{4096, 1, 8, 1, false}, Case{0, 6, 64, 64, false}}) {
         INFO("T=" << cs.T << " K=" << cs.K << " N_r=" << cs.N_r << " used=" << cs.used << " skew=" << cs.skew);
         const std::vector<int32_t> idx = random_topk(cs.T, cs.K, cs.N_r, cs.used, cs.skew, uint32_t(cs.T + cs.N_r));
-        const DispatchPlan p = cuda::make_dispatch_plan(idx.data(), cs.T, cs.K, cs.N_r);
+        const DispatchPlan p = engine::make_dispatch_plan(idx.data(), cs.T, cs.K, cs.N_r);
         const DispatchPlan b = brute_plan(idx, cs.T, cs.K, cs.N_r);
         REQUIRE(p.counts == b.counts);
         REQUIRE(p.offsets == b.offsets);
@@ -302,10 +302,10 @@ TEST_CASE("make_dispatch_plan equals the brute-force grouping of dsv2::moe_forwa
             for (int64_t e = cs.used; e < cs.N_r; ++e) CHECK(p.counts[size_t(e)] == 0);
     }
     const std::vector<int32_t> bad{0, 1, 2, 64, 3, 4};
-    CHECK_THROWS_WITH(cuda::make_dispatch_plan(bad.data(), 3, 2, 64), Catch::Contains("token 1, rank 1"));
+    CHECK_THROWS_WITH(engine::make_dispatch_plan(bad.data(), 3, 2, 64), Catch::Contains("token 1, rank 1"));
     const std::vector<int32_t> neg{0, -1};
-    CHECK_THROWS_AS(cuda::make_dispatch_plan(neg.data(), 1, 2, 64), std::invalid_argument);
-    CHECK_THROWS_AS(cuda::make_dispatch_plan(neg.data(), 1, 0, 64), std::invalid_argument);
+    CHECK_THROWS_AS(engine::make_dispatch_plan(neg.data(), 1, 2, 64), std::invalid_argument);
+    CHECK_THROWS_AS(engine::make_dispatch_plan(neg.data(), 1, 0, 64), std::invalid_argument);
 }
 
 TEST_CASE("gather by the plan, experts per group, combine with the gates = moe_forward's moe.routed (fp64)") {
@@ -318,9 +318,9 @@ TEST_CASE("gather by the plan, experts per group, combine with the gates = moe_f
             moe_forward<double>(c, w, 1, x, &trace);
             const Routing<double> r = route<double>(c, x, w.mat(pre + "gate.weight"));
             const std::vector<int32_t> idx(r.topk_idx.data(), r.topk_idx.data() + r.topk_idx.size());
-            const DispatchPlan p = cuda::make_dispatch_plan(idx.data(), T, c.K_r, c.N_r);
+            const DispatchPlan p = engine::make_dispatch_plan(idx.data(), T, c.K_r, c.N_r);
             const std::vector<double> xv(x.data(), x.data() + x.size());
-            const std::vector<double> grouped = cuda::moe_gather_reference(p, xv, c.d);
+            const std::vector<double> grouped = engine::moe_gather_reference(p, xv, c.d);
             std::vector<double> y(grouped.size(), std::numeric_limits<double>::quiet_NaN());
             for (int64_t e = 0; e < c.N_r; ++e) {
                 const int64_t r0 = p.offsets[size_t(e)], n = p.counts[size_t(e)];
@@ -332,14 +332,14 @@ TEST_CASE("gather by the plan, experts per group, combine with the gates = moe_f
                 std::copy(ye.data(), ye.data() + ye.size(), y.begin() + r0 * c.d);
             }
             const std::vector<double> gates(r.topk_weight.data(), r.topk_weight.data() + r.topk_weight.size());
-            const std::vector<double> routed = cuda::moe_combine_reference(p, y, gates, {}, c.d);
+            const std::vector<double> routed = engine::moe_combine_reference(p, y, gates, {}, c.d);
             const Mat<double>& ref = trace.at("layers.1.moe.routed").data;
             const Eigen::Map<const Mat<double>> got(routed.data(), T, c.d);
             const double err = dsv2::test::rel_err(got, ref);
             CHECK(err <= 1e-12);
             const Mat<double>& sh = trace.at("layers.1.moe.shared").data;
             const std::vector<double> shv(sh.data(), sh.data() + sh.size());
-            const std::vector<double> out = cuda::moe_combine_reference(p, y, gates, shv, c.d);
+            const std::vector<double> out = engine::moe_combine_reference(p, y, gates, shv, c.d);
             const double err_out = dsv2::test::rel_err(Eigen::Map<const Mat<double>>(out.data(), T, c.d),
                                                        trace.at("layers.1.moe.out").data);
             CHECK(err_out <= 1e-12);
@@ -362,7 +362,7 @@ TEST_CASE("compare_routes: exact, near-tie swaps within kRouteTieUlps, and every
     const std::vector<int32_t> ref{4, 2, 4, 2};
     const std::vector<float> w{0.3f, a1, 0.3f, a20};
     SECTION("identical choices and gates") {
-        const auto r = cuda::compare_routes(p, s.data(), ref.data(), w.data(), ref.data(), w.data(), 2);
+        const auto r = engine::compare_routes(p, s.data(), ref.data(), w.data(), ref.data(), w.data(), 2);
         CHECK(r.exact == 2);
         CHECK(r.near_tie == 0);
         CHECK(r.wrong == 0);
@@ -370,7 +370,7 @@ TEST_CASE("compare_routes: exact, near-tie swaps within kRouteTieUlps, and every
     }
     SECTION("a swap at a 1-ulp tie is a near tie; the same swap at 20 ulp is wrong, named") {
         const std::vector<int32_t> got{4, 1, 4, 1};
-        const auto r = cuda::compare_routes(p, s.data(), ref.data(), w.data(), got.data(), w.data(), 2);
+        const auto r = engine::compare_routes(p, s.data(), ref.data(), w.data(), got.data(), w.data(), 2);
         CHECK(r.near_tie == 1);
         CHECK(r.wrong == 1);
         CHECK(r.first_wrong == 1);
@@ -381,7 +381,7 @@ TEST_CASE("compare_routes: exact, near-tie swaps within kRouteTieUlps, and every
     SECTION("a repeated expert, an index outside [0, N_r) and an unwritten (poisoned) one are wrong") {
         for (const std::vector<int32_t>& got : {std::vector<int32_t>{4, 4, 4, 2}, std::vector<int32_t>{4, 6, 4, 2},
                                                 std::vector<int32_t>{-7, -7, 4, 2}}) {
-            const auto r = cuda::compare_routes(p, s.data(), ref.data(), w.data(), got.data(), w.data(), 2);
+            const auto r = engine::compare_routes(p, s.data(), ref.data(), w.data(), got.data(), w.data(), 2);
             CHECK(r.wrong == 1);
             CHECK(r.first_wrong == 0);
         }
@@ -389,17 +389,17 @@ TEST_CASE("compare_routes: exact, near-tie swaps within kRouteTieUlps, and every
     SECTION("gates are compared on exact tokens: a wrong gate or a NaN shows in max_gate_rel") {
         std::vector<float> wg = w;
         wg[1] = a1 * (1 + 1e-5f);
-        CHECK(cuda::compare_routes(p, s.data(), ref.data(), w.data(), ref.data(), wg.data(), 2).max_gate_rel ==
+        CHECK(engine::compare_routes(p, s.data(), ref.data(), w.data(), ref.data(), wg.data(), 2).max_gate_rel ==
               Approx(1e-5).epsilon(0.05));
         wg[1] = kNaNf;
-        CHECK_FALSE(cuda::compare_routes(p, s.data(), ref.data(), w.data(), ref.data(), wg.data(), 2).ok(1.0));
+        CHECK_FALSE(engine::compare_routes(p, s.data(), ref.data(), w.data(), ref.data(), wg.data(), 2).ok(1.0));
     }
     SECTION("within_ulps: the ulp of the larger magnitude; NaN and a lone infinity never tie") {
-        CHECK(cuda::within_ulps(a, a1, 1));
-        CHECK_FALSE(cuda::within_ulps(a, a20, 8));
-        CHECK(cuda::within_ulps(a, a20, 20));
-        CHECK(cuda::within_ulps(0.f, -0.f, 0));
-        CHECK_FALSE(cuda::within_ulps(kNaNf, kNaNf, 100));
-        CHECK_FALSE(cuda::within_ulps(std::numeric_limits<float>::infinity(), 1.f, 100));
+        CHECK(engine::within_ulps(a, a1, 1));
+        CHECK_FALSE(engine::within_ulps(a, a20, 8));
+        CHECK(engine::within_ulps(a, a20, 20));
+        CHECK(engine::within_ulps(0.f, -0.f, 0));
+        CHECK_FALSE(engine::within_ulps(kNaNf, kNaNf, 100));
+        CHECK_FALSE(engine::within_ulps(std::numeric_limits<float>::infinity(), 1.f, 100));
     }
 }

@@ -1,4 +1,4 @@
-// The host logic of the CUDA MLA prefill (cuda/include/dsv2/cuda/prefill.hpp), on the CPU: the CPU
+// The host logic of the CUDA MLA prefill (engine/include/dsv2/engine/prefill.hpp), on the CPU: the CPU
 // twin of the prefill kernel (query tiles × key tiles, FlashAttention-2 online softmax, causal
 // mask by absolute position, key tiles above the diagonal skipped) against the fp64 oracle
 // dsv2::mla_attend_naive, with K/V decompressed from the oracle's c_kv and W_kv_b as the oracle
@@ -12,14 +12,14 @@
 #include <string>
 
 #include "dsv2/config.hpp"
-#include "dsv2/cuda/paged.hpp"
-#include "dsv2/cuda/prefill.hpp"
+#include "dsv2/engine/paged.hpp"
+#include "dsv2/engine/prefill.hpp"
 #include "dsv2/mla.hpp"
 #include "dsv2/rope.hpp"
 #include "mla_prefill_problem.hpp"
 
 using namespace dsv2;
-using dsv2::cuda::PrefillDims;
+using dsv2::engine::PrefillDims;
 
 namespace {
 
@@ -57,8 +57,8 @@ TEST_CASE("prefill twin: tiled online softmax equals mla_attend_naive (fp64), pu
             const std::vector<double> lse_ref = test::prefill_oracle_lse(P);
             const double sigma = softmax_scale(P.cfg);
             for (const auto& [Br, Bc] : tiles) {
-                const cuda::PrefillReference<double> r =
-                    cuda::mla_prefill_tiled_reference<double>(P.d, P.q, P.k_nope, P.kpe, P.v, sigma, Br, Bc);
+                const engine::PrefillReference<double> r =
+                    engine::mla_prefill_tiled_reference<double>(P.d, P.q, P.k_nope, P.kpe, P.v, sigma, Br, Bc);
                 INFO("n_h " << n_h << " T " << s.T << " n " << s.n << " tiles " << Br << "x" << Bc);
                 REQUIRE(r.o.size() == size_t(ref.size()));
                 REQUIRE(std::all_of(r.o.begin(), r.o.end(), [](double x) { return std::isfinite(x); }));
@@ -83,7 +83,7 @@ TEST_CASE("prefill twin: NaN rows past n are never read, and a NaN in a visible 
     const double sigma = softmax_scale(P.cfg);
     const Mat<double> ref = test::prefill_oracle(P);
     for (const auto& [Br, Bc] : std::vector<std::pair<int, int>>{{16, 16}, {13, 64}, {50, 128}}) {
-        const auto r = cuda::mla_prefill_tiled_reference<double>(P.d, P.q, P.k_nope, P.kpe, P.v, sigma, Br, Bc);
+        const auto r = engine::mla_prefill_tiled_reference<double>(P.d, P.q, P.k_nope, P.kpe, P.v, sigma, Br, Bc);
         REQUIRE(std::all_of(r.o.begin(), r.o.end(), [](double x) { return std::isfinite(x); }));
         REQUIRE(test::prefill_rel_err(r.o, ref.data(), r.o.size()) <= 1e-12);
     }
@@ -92,7 +92,7 @@ TEST_CASE("prefill twin: NaN rows past n are never read, and a NaN in a visible 
     Problem Q = P;
     const size_t H = 3, Dv = 128, last = size_t(Q.d.n - 1);
     Q.v[(last * H + 1) * Dv + 5] = kNaN;  // head 1, value column 5
-    const auto r = cuda::mla_prefill_tiled_reference<double>(Q.d, Q.q, Q.k_nope, Q.kpe, Q.v, sigma, 16, 16);
+    const auto r = engine::mla_prefill_tiled_reference<double>(Q.d, Q.q, Q.k_nope, Q.kpe, Q.v, sigma, 16, 16);
     for (size_t t = 0; t < size_t(Q.d.T); ++t)
         for (size_t h = 0; h < H; ++h)
             for (size_t c = 0; c < Dv; ++c) {
@@ -106,7 +106,7 @@ TEST_CASE("prefill twin in fp32 stays within 1e-5 of the fp64 oracle (the GPU te
         const Problem P = test::make_prefill_problem(s.n > 1000 ? 1 : 4, s.T, s.n, 3, uint32_t(500 + s.n));
         const auto f = [](const std::vector<double>& x) { return std::vector<float>(x.begin(), x.end()); };
         const Mat<double> ref = test::prefill_oracle(P);
-        const auto r = cuda::mla_prefill_tiled_reference<float>(P.d, f(P.q), f(P.k_nope), f(P.kpe), f(P.v),
+        const auto r = engine::mla_prefill_tiled_reference<float>(P.d, f(P.q), f(P.k_nope), f(P.kpe), f(P.v),
                                                                 float(softmax_scale(P.cfg)), 32, 32);
         INFO("T " << s.T << " n " << s.n);
         REQUIRE(test::prefill_rel_err(r.o, ref.data(), r.o.size()) <= 1e-5);
@@ -119,7 +119,7 @@ TEST_CASE("prefill twin on bf16-rounded inputs stays within the derived bf16 bou
     // kernel's algorithm; the GPU test applies the same bound to the kernel.
     const double u = std::ldexp(1.0, -8) + std::ldexp(1.0, -23);  // fp64 → fp32 → bf16
     const auto bf16 = [](const std::vector<double>& x) {
-        const std::vector<float> r = cuda::from_bf16(cuda::to_bf16(std::vector<float>(x.begin(), x.end())));
+        const std::vector<float> r = dsv2::from_bf16(dsv2::to_bf16(std::vector<float>(x.begin(), x.end())));
         return std::vector<double>(r.begin(), r.end());
     };
     const auto f32 = [](const std::vector<double>& x) { return std::vector<float>(x.begin(), x.end()); };
@@ -129,8 +129,8 @@ TEST_CASE("prefill twin on bf16-rounded inputs stays within the derived bf16 bou
         const std::vector<double> bound = test::prefill_bf16_bound(P, u);
         const std::vector<double> q = bf16(P.q), kn = bf16(P.k_nope), kp = bf16(P.kpe), v = bf16(P.v);
         const double sigma = softmax_scale(P.cfg);
-        const auto r64 = cuda::mla_prefill_tiled_reference<double>(P.d, q, kn, kp, v, sigma, 32, 32);
-        const auto r32 = cuda::mla_prefill_tiled_reference<float>(P.d, f32(q), f32(kn), f32(kp), f32(v), float(sigma), 32, 32);
+        const auto r64 = engine::mla_prefill_tiled_reference<double>(P.d, q, kn, kp, v, sigma, 32, 32);
+        const auto r32 = engine::mla_prefill_tiled_reference<float>(P.d, f32(q), f32(kn), f32(kp), f32(v), float(sigma), 32, 32);
         double worst_ratio = 0;
         const size_t Dv = size_t(P.d.d_v);
         for (size_t th = 0; th < bound.size(); ++th) {
@@ -151,7 +151,7 @@ TEST_CASE("prefill twin on bf16-rounded inputs stays within the derived bf16 bou
 TEST_CASE("prefill twin: T = 0 gives nothing") {
     const PrefillDims d{0, 5, 2, 128, 64, 128};
     const std::vector<double> kn(size_t(5 * 2 * 128), 1.0), kp(size_t(5 * 64), 1.0), v(size_t(5 * 2 * 128), 1.0);
-    const auto r = cuda::mla_prefill_tiled_reference<double>(d, {}, kn, kp, v, 0.1, 32, 32);
+    const auto r = engine::mla_prefill_tiled_reference<double>(d, {}, kn, kp, v, 0.1, 32, 32);
     REQUIRE(r.o.empty());
     REQUIRE(r.lse.empty());
     REQUIRE(r.key_tile_steps == 0);
@@ -160,50 +160,50 @@ TEST_CASE("prefill twin: T = 0 gives nothing") {
 TEST_CASE("prefill argument checks name the bad argument") {
     using Catch::Matchers::Contains;
     const PrefillDims ok{4, 10, 2, 128, 64, 128};
-    REQUIRE_NOTHROW(cuda::check_prefill_args(ok, 0.1147, 32, 32));
-    REQUIRE_NOTHROW(cuda::check_prefill_args(ok, 0.1147, 1, cuda::kPrefillMaxTile));
+    REQUIRE_NOTHROW(engine::check_prefill_args(ok, 0.1147, 32, 32));
+    REQUIRE_NOTHROW(engine::check_prefill_args(ok, 0.1147, 1, engine::kPrefillMaxTile));
     auto with = [&](auto edit) {
         PrefillDims d = ok;
         edit(d);
         return d;
     };
-    REQUIRE_THROWS_WITH(cuda::check_prefill_args(with([](PrefillDims& d) { d.T = -1; }), 0.1, 32, 32), Contains("T must"));
-    REQUIRE_THROWS_WITH(cuda::check_prefill_args(with([](PrefillDims& d) { d.n = 3; }), 0.1, 32, 32), Contains("n must be >= T"));
-    REQUIRE_THROWS_WITH(cuda::check_prefill_args(with([](PrefillDims& d) { d.n_h = 0; }), 0.1, 32, 32), Contains("n_h"));
-    REQUIRE_THROWS_WITH(cuda::check_prefill_args(with([](PrefillDims& d) { d.d_nope = 0; }), 0.1, 32, 32), Contains("d_nope"));
-    REQUIRE_THROWS_WITH(cuda::check_prefill_args(with([](PrefillDims& d) { d.d_R = -1; }), 0.1, 32, 32), Contains("d_R"));
-    REQUIRE_THROWS_WITH(cuda::check_prefill_args(with([](PrefillDims& d) { d.d_v = 0; }), 0.1, 32, 32), Contains("d_v"));
+    REQUIRE_THROWS_WITH(engine::check_prefill_args(with([](PrefillDims& d) { d.T = -1; }), 0.1, 32, 32), Contains("T must"));
+    REQUIRE_THROWS_WITH(engine::check_prefill_args(with([](PrefillDims& d) { d.n = 3; }), 0.1, 32, 32), Contains("n must be >= T"));
+    REQUIRE_THROWS_WITH(engine::check_prefill_args(with([](PrefillDims& d) { d.n_h = 0; }), 0.1, 32, 32), Contains("n_h"));
+    REQUIRE_THROWS_WITH(engine::check_prefill_args(with([](PrefillDims& d) { d.d_nope = 0; }), 0.1, 32, 32), Contains("d_nope"));
+    REQUIRE_THROWS_WITH(engine::check_prefill_args(with([](PrefillDims& d) { d.d_R = -1; }), 0.1, 32, 32), Contains("d_R"));
+    REQUIRE_THROWS_WITH(engine::check_prefill_args(with([](PrefillDims& d) { d.d_v = 0; }), 0.1, 32, 32), Contains("d_v"));
     for (double bad : {0.0, -0.1, std::numeric_limits<double>::infinity(), kNaN})
-        REQUIRE_THROWS_WITH(cuda::check_prefill_args(ok, bad, 32, 32), Contains("sigma"));
-    for (int bad : {0, -3, cuda::kPrefillMaxTile + 1}) {
-        REQUIRE_THROWS_WITH(cuda::check_prefill_args(ok, 0.1, bad, 32), Contains("block_q"));
-        REQUIRE_THROWS_WITH(cuda::check_prefill_args(ok, 0.1, 32, bad), Contains("block_k"));
+        REQUIRE_THROWS_WITH(engine::check_prefill_args(ok, bad, 32, 32), Contains("sigma"));
+    for (int bad : {0, -3, engine::kPrefillMaxTile + 1}) {
+        REQUIRE_THROWS_WITH(engine::check_prefill_args(ok, 0.1, bad, 32), Contains("block_q"));
+        REQUIRE_THROWS_WITH(engine::check_prefill_args(ok, 0.1, 32, bad), Contains("block_k"));
     }
     // All throw std::invalid_argument.
-    REQUIRE_THROWS_AS(cuda::check_prefill_args(ok, 0.1, 0, 32), std::invalid_argument);
+    REQUIRE_THROWS_AS(engine::check_prefill_args(ok, 0.1, 0, 32), std::invalid_argument);
 
     // Sizes: q exact; k_nope whole rows, ≥ n of them; v and k_pe the same rows.
     const size_t q = 4 * 2 * 192, kn = 10 * 2 * 128, kp = 10 * 64, v = 10 * 2 * 128;
-    REQUIRE(cuda::check_prefill_sizes(ok, q, kn, kp, v) == 10);
-    REQUIRE(cuda::check_prefill_sizes(ok, q, kn + 2 * 256, kp + 2 * 64, v + 2 * 256) == 12);  // spare rows allowed
-    REQUIRE_THROWS_WITH(cuda::check_prefill_sizes(ok, q + 1, kn, kp, v), Contains("q must"));
-    REQUIRE_THROWS_WITH(cuda::check_prefill_sizes(ok, q, kn + 1, kp, v), Contains("k_nope must"));
-    REQUIRE_THROWS_WITH(cuda::check_prefill_sizes(ok, q, kn - 256, kp - 64, v - 256), Contains("fewer than n"));
-    REQUIRE_THROWS_WITH(cuda::check_prefill_sizes(ok, q, kn, kp, v + 256), Contains("v must"));
-    REQUIRE_THROWS_WITH(cuda::check_prefill_sizes(ok, q, kn, kp - 1, v), Contains("k_pe must"));
+    REQUIRE(engine::check_prefill_sizes(ok, q, kn, kp, v) == 10);
+    REQUIRE(engine::check_prefill_sizes(ok, q, kn + 2 * 256, kp + 2 * 64, v + 2 * 256) == 12);  // spare rows allowed
+    REQUIRE_THROWS_WITH(engine::check_prefill_sizes(ok, q + 1, kn, kp, v), Contains("q must"));
+    REQUIRE_THROWS_WITH(engine::check_prefill_sizes(ok, q, kn + 1, kp, v), Contains("k_nope must"));
+    REQUIRE_THROWS_WITH(engine::check_prefill_sizes(ok, q, kn - 256, kp - 64, v - 256), Contains("fewer than n"));
+    REQUIRE_THROWS_WITH(engine::check_prefill_sizes(ok, q, kn, kp, v + 256), Contains("v must"));
+    REQUIRE_THROWS_WITH(engine::check_prefill_sizes(ok, q, kn, kp - 1, v), Contains("k_pe must"));
     // The reference runs the same checks.
     const std::vector<double> Q(q), KN(kn), KP(kp), V(v);
-    REQUIRE_THROWS_WITH(cuda::mla_prefill_tiled_reference<double>(ok, Q, KN, KP, V, 0.1, 32, 0), Contains("block_k"));
-    REQUIRE_THROWS_WITH(cuda::mla_prefill_tiled_reference<double>(ok, Q, KN, KP, std::vector<double>(v - 1), 0.1, 32, 32),
+    REQUIRE_THROWS_WITH(engine::mla_prefill_tiled_reference<double>(ok, Q, KN, KP, V, 0.1, 32, 0), Contains("block_k"));
+    REQUIRE_THROWS_WITH(engine::mla_prefill_tiled_reference<double>(ok, Q, KN, KP, std::vector<double>(v - 1), 0.1, 32, 32),
                         Contains("v must"));
 }
 
 TEST_CASE("prefill shared memory: the default tiles fit a Hopper CTA at DeepSeek-V2 widths") {
     const PrefillDims d{1, 1, 128, 128, 64, 128};
     // q [32, 193] + k [32, 193] + v [32, 128] + scores [32, 32] + acc [32, 128] + 3 × [32], fp32.
-    REQUIRE(cuda::prefill_smem_bytes(d, 32, 32) == 4 * (32 * 193 * 2 + 32 * 128 + 32 * 32 + 32 * 128 + 3 * 32));
+    REQUIRE(engine::prefill_smem_bytes(d, 32, 32) == 4 * (32 * 193 * 2 + 32 * 128 + 32 * 32 + 32 * 128 + 3 * 32));
     const size_t hopper_optin = 227 * 1024;  // cudaDevAttrMaxSharedMemoryPerBlockOptin on H100/H200
-    REQUIRE(cuda::prefill_smem_bytes(d, cuda::kPrefillDefaultBlockQ, cuda::kPrefillDefaultBlockK) <= hopper_optin);
-    REQUIRE(cuda::prefill_smem_bytes(d, 64, 64) <= hopper_optin);
-    REQUIRE(cuda::prefill_smem_bytes(d, 128, 128) > hopper_optin);  // the launcher refuses these
+    REQUIRE(engine::prefill_smem_bytes(d, engine::kPrefillDefaultBlockQ, engine::kPrefillDefaultBlockK) <= hopper_optin);
+    REQUIRE(engine::prefill_smem_bytes(d, 64, 64) <= hopper_optin);
+    REQUIRE(engine::prefill_smem_bytes(d, 128, 128) > hopper_optin);  // the launcher refuses these
 }

@@ -35,6 +35,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dsv2/config.hpp"
+#include "dsv2/config_json.hpp"
 #include "dsv2/io.hpp"
 #include "dsv2/weights.hpp"
 

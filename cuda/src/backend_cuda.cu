@@ -1,6 +1,6 @@
-// CudaBackend: the Backend interface (dsv2/cuda/backend.hpp) on the GPU — device memory, the
+// CudaBackend: the Backend interface (dsv2/engine/backend.hpp) on the GPU — device memory, the
 // kernels of cuda/src and cuBLAS. NOT YET RUN ON A GPU. Each operation reproduces the HostBackend
-// operation of the same name (cuda/src/backend_host.cpp); tests/test_cuda_backend.cpp checks them
+// operation of the same name (engine/src/backend_host.cpp); tests/test_cuda_backend.cpp checks them
 // one by one against it, and tests/test_cuda_engine.cpp the whole model against the fp64 oracle.
 //
 // Everything runs on the legacy default stream, and uploads and downloads are synchronous
@@ -17,7 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "dsv2/cuda/backend.hpp"
+#include "dsv2/engine/backend.hpp"
+#include "dsv2/cuda/backend_cuda.hpp"
 #include "dsv2/cuda/check.cuh"
 #include "dsv2/cuda/elementwise.cuh"
 #include "dsv2/cuda/linear.cuh"
@@ -27,6 +28,8 @@
 #include "dsv2/cuda/ops.hpp"
 
 namespace dsv2::cuda {
+
+using namespace dsv2::engine;  // the engine's types (layouts, plans, Backend) are the kernels' too
 
 namespace {
 

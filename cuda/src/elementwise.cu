@@ -1,6 +1,6 @@
 // The small kernels of the whole-model engine (declared in dsv2/cuda/elementwise.cuh). NOT YET
 // RUN ON A GPU; tests/test_cuda_backend.cpp checks each against its HostBackend twin
-// (cuda/src/backend_host.cpp). Grid-stride loops, one element per thread per step.
+// (engine/src/backend_host.cpp). Grid-stride loops, one element per thread per step.
 #include <stdexcept>
 #include <string>
 

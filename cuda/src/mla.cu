@@ -3,12 +3,12 @@
 //
 //   rope_kernel              reproduces dsv2::apply_rope (reference/src/rope.cpp)
 //   cache_append_kernel<E>   reproduces LatentCache::write (reference/src/mla.cpp) on a paged
-//                            layout; CPU twin dsv2::cuda::paged_scatter (cuda/src/paged.cpp)
+//                            layout; CPU twin dsv2::engine::paged_scatter (engine/src/paged.cpp)
 //   mla_decode_split_kernel<E> + mla_combine_kernel
 //                            reproduce the attention core of dsv2::mla_attend_absorbed
 //                            (reference/src/mla.cpp): attn.o_latent of one decode query per
-//                            sequence; the combine is the GPU twin of dsv2::cuda::lse_combine,
-//                            and the pair the twin of dsv2::cuda::paged_decode_reference (CPU,
+//                            sequence; the combine is the GPU twin of dsv2::engine::lse_combine,
+//                            and the pair the twin of dsv2::engine::paged_decode_reference (CPU,
 //                            proved equal to the oracle by tests/test_paged_cache.cpp).
 //
 // A reference kernel: simple and correct before fast (no WGMMA/TMA). Plain loop it equals, per
@@ -24,6 +24,8 @@
 #include "dsv2/cuda/mla.hpp"
 
 namespace dsv2::cuda {
+
+using namespace dsv2::engine;  // the engine's types (layouts, plans, Backend) are the kernels' too
 
 namespace {
 
@@ -76,7 +78,7 @@ __global__ void cache_append_kernel(CacheAppendParams<E> p) {
 // shared by all heads. Thread x owns output columns x and x + 256 of every head (fp32).
 constexpr int kThreads = 256;
 constexpr int kHG = kDecodeHeadsPerCta;  // == kThreads / 32: one warp per head
-constexpr int kTile = 8;                 // tokens per shared-memory tile
+constexpr int kTile = kDecodeTile;       // tokens per shared-memory tile (dsv2/engine/paged.hpp)
 constexpr int kColsPerThread = kDecodeMaxLatent / kThreads;
 static_assert(kHG * 32 == kThreads, "one warp per head of the group");
 

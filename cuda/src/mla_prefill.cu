@@ -6,12 +6,12 @@
 //
 //   mla_prefill_kernel<E>   reproduces dsv2::mla_attend_naive (reference/src/mla.cpp) for queries
 //                           at positions n − T … n − 1; its CPU twin is
-//                           dsv2::cuda::mla_prefill_tiled_reference (cuda/src/prefill.cpp, proved
+//                           dsv2::engine::mla_prefill_tiled_reference (engine/src/prefill.cpp, proved
 //                           equal to the oracle in fp64 by tests/test_cuda_prefill_host.cpp), which
 //                           runs the same tiles, skips the same key tiles and does the same online
 //                           softmax updates, so a GPU mismatch can be localised against it.
 //
-// Layout (dsv2/cuda/prefill.hpp): q [T, n_h, d_nope + d_R], k_nope [≥ n, n_h, d_nope],
+// Layout (dsv2/engine/prefill.hpp): q [T, n_h, d_nope + d_R], k_nope [≥ n, n_h, d_nope],
 // k_pe [≥ n, d_R], v [≥ n, n_h, d_v] in E = float or __nv_bfloat16; o [T, n_h, d_v] and
 // lse [T, n_h] in fp32. Every sum and the softmax are fp32.
 //
@@ -51,6 +51,8 @@
 
 namespace dsv2::cuda {
 
+using namespace dsv2::engine;  // the engine's types (layouts, plans, Backend) are the kernels' too
+
 namespace {
 
 __device__ __forceinline__ float to_f32(float x) { return x; }
@@ -72,7 +74,7 @@ __global__ void __launch_bounds__(kPrefillThreads) mla_prefill_kernel(MlaPrefill
     float* m_s = o_s + Br * Dv;   // [Br] running max
     float* l_s = m_s + Br;        // [Br] running sum
     float* c_s = l_s + Br;        // [Br] rescale factor of this tile
-    // (prefill_smem_bytes in cuda/src/prefill.cpp sizes exactly these arrays.)
+    // (prefill_smem_bytes in engine/src/prefill.cpp sizes exactly these arrays.)
 
     const int qt = int(gridDim.x) - 1 - int(blockIdx.x);  // longest query tiles first
     const int h = blockIdx.y;

@@ -1,6 +1,6 @@
 // DeepSeekMoE router and dispatch on the GPU (fp32). NOT YET RUN ON A GPU: written and compiled on
 // a machine without one; tests/test_cuda_moe.cpp skips there. Each kernel has a CPU twin in
-// cuda/src/moe_host.cpp (tested against the oracle by tests/test_cuda_moe_host.cpp, label cpu).
+// engine/src/moe.cpp (tested against the oracle by tests/test_cuda_moe_host.cpp, label cpu).
 // The router logits (x · gate.weightᵀ) are an input: that GEMM is cuBLAS's job. The expert SwiGLU
 // GEMMs over the grouped rows are not here yet (TODO: cuBLAS grouped GEMM, cuda/README.md).
 #include <cub/device/device_scan.cuh>
@@ -14,6 +14,8 @@
 #include "dsv2/cuda/moe.cuh"
 
 namespace dsv2::cuda {
+
+using namespace dsv2::engine;  // the engine's types (layouts, plans, Backend) are the kernels' too
 
 namespace {
 

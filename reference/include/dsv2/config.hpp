@@ -84,15 +84,6 @@ std::vector<std::string> preset_names();
 /// `deepseek-v2`, `deepseek-v2-lite` or `tiny` (a small shape for tests and the demo).
 Config config_preset(const std::string& name);
 
-/// Parses a Hugging Face DeepSeek-V2 `config.json` text. Every error names `where` and the key.
-Config config_from_json_text(const std::string& text, const std::string& where);
-
-/// Reads and parses a Hugging Face `config.json` file (or a directory holding one).
-Config config_from_file(const std::string& path);
-
-/// Serialises to the Hugging Face `config.json` layout (round-trips through the parser).
-std::string config_to_json_text(const Config& cfg);
-
 const char* to_string(TopkMethod m);
 
 }  // namespace dsv2

@@ -1,6 +1,6 @@
 // Device-pointer level of the small kernels the whole-model engine needs besides attention, the
 // router and cuBLAS (cuda/src/elementwise.cu, cuda/src/rmsnorm.cu). Each reproduces one
-// HostBackend operation (cuda/src/backend_host.cpp), which reproduces the oracle function named;
+// HostBackend operation (engine/src/backend_host.cpp), which reproduces the oracle function named;
 // tests/test_cuda_backend.cpp checks each against HostBackend (NOT YET RUN ON A GPU). Every
 // launcher returns at once for an empty shape, launches on `stream`, and checks the launch.
 #pragma once
@@ -27,7 +27,7 @@ void launch_add(const float* a, const float* b, float* out, int64_t n, cudaStrea
 /// out[r, j] = silu(gu[r, j]) · gu[r, inter + j]  (dsv2::swiglu's middle).   gu [rows, 2·inter] → out [rows, inter]
 void launch_silu_mul(const float* gu, float* out, int64_t rows, int64_t inter, cudaStream_t stream);
 
-/// y[i] = bf16(x[i]) rounded to nearest even (dsv2::cuda::float_to_bf16_bits on the host).
+/// y[i] = bf16(x[i]) rounded to nearest even (dsv2::float_to_bf16_bits on the host).
 void launch_to_bf16(const float* x, __nv_bfloat16* y, int64_t n, cudaStream_t stream);
 
 /// dsv2::rms_norm on device pointers (cuda/src/rmsnorm.cu).   x [T, n], w [n] → y [T, n]

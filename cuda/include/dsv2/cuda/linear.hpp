@@ -2,7 +2,7 @@
 // headers): upload, y = x Wᵀ through cuBLAS, download. Reproduces dsv2::linear
 // (reference/src/layers.cpp); proved by tests/test_cuda_linear.cpp (NOT YET RUN ON A GPU).
 // Device-pointer level: dsv2/cuda/linear.cuh. bf16 data is passed as uint16_t bit patterns
-// (dsv2::cuda::to_bf16 rounds to nearest even).
+// (dsv2::to_bf16 rounds to nearest even).
 //
 //   x [T, in], W [out, in] (row-major, PyTorch layout) → y [T, out]
 #pragma once

@@ -8,10 +8,12 @@
 
 #include <cstdint>
 
-#include "dsv2/cuda/paged.hpp"
-#include "dsv2/cuda/prefill.hpp"
+#include "dsv2/engine/paged.hpp"
+#include "dsv2/engine/prefill.hpp"
 
 namespace dsv2::cuda {
+
+using namespace dsv2::engine;  // the engine's types (layouts, plans, Backend) are the kernels' too
 
 /// In-place interleaved RoPE on x [T, n·d_R] (row stride n·d_R).
 struct RopeParams {
@@ -59,7 +61,7 @@ void launch_mla_decode(const MlaDecodeParams<E>& p, cudaStream_t stream);
 
 /// MLA prefill in the non-absorbed multi-head form (cuda/src/mla_prefill.cu): causal, tiled,
 /// online softmax; T new queries at positions n − T … n − 1 against n keys. Layout and the
-/// algorithm: dsv2/cuda/prefill.hpp (CPU twin mla_prefill_tiled_reference).
+/// algorithm: dsv2/engine/prefill.hpp (CPU twin mla_prefill_tiled_reference).
 /// The launcher throws std::invalid_argument naming the argument (shapes, σ, tile sizes, null
 /// pointers, shared memory beyond the device's opt-in limit).
 template <typename E>

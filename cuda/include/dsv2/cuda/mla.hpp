@@ -5,24 +5,23 @@
 //
 // NOT YET RUN ON A GPU: these compile and their tests (tests/test_cuda_mla.cpp,
 // tests/test_cuda_mla_prefill.cpp) skip without a device; the host logic they use
-// (dsv2/cuda/paged.hpp, dsv2/cuda/prefill.hpp) is tested on the CPU.
+// (dsv2/engine/paged.hpp, dsv2/engine/prefill.hpp) is tested on the CPU.
 //
-// bf16 data is passed as uint16_t bit patterns (dsv2::cuda::to_bf16 rounds to nearest even).
+// bf16 data is passed as uint16_t bit patterns (dsv2::to_bf16 rounds to nearest even).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include "dsv2/cuda/paged.hpp"
-#include "dsv2/cuda/prefill.hpp"
+#include "dsv2/engine/paged.hpp"
+#include "dsv2/engine/prefill.hpp"
 
 namespace dsv2::cuda {
 
-/// Heads stacked as the rows of one decode CTA's tile (n_h = 128 → 16 head groups).
-constexpr int kDecodeHeadsPerCta = 8;
-/// Widest cache row (d_c + d_R) and latent (d_c) the decode kernel accepts.
-constexpr int kDecodeMaxWidth = 576;
-constexpr int kDecodeMaxLatent = 512;
+using namespace dsv2::engine;  // the engine's types (layouts, plans, Backend) are the kernels' too
+
+// The decode kernel's shape (kDecodeHeadsPerCta, kDecodeTile, kDecodeMaxWidth, kDecodeMaxLatent)
+// is in dsv2/engine/paged.hpp, beside its CPU twin.
 
 /// Interleaved RoPE with YaRN (reproduces dsv2::apply_rope, reference/src/rope.cpp), fp32, with
 /// the angle p·θ'_k and its cos/sin in double as in the oracle.
@@ -63,7 +62,7 @@ DecodeResult mla_decode(const std::vector<uint16_t>& cache_bf16, const PagedLayo
 
 /// MLA prefill in the non-absorbed multi-head form (cuda/src/mla_prefill.cu; reproduces
 /// dsv2::mla_attend_naive for T queries at positions n − T … n − 1; CPU twin
-/// mla_prefill_tiled_reference). Layout in dsv2/cuda/prefill.hpp:
+/// mla_prefill_tiled_reference). Layout in dsv2/engine/prefill.hpp:
 ///   q [T, n_h, d_nope + d_R], k_nope [rows ≥ n, n_h, d_nope], k_pe [rows, d_R], v [rows, n_h, d_v]
 ///   → o [T, n_h, d_v], lse [T, n_h]
 /// o and lse must be sized by the caller; their contents are uploaded as given (so a test can

@@ -9,9 +9,11 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "dsv2/cuda/moe.hpp"
+#include "dsv2/engine/moe.hpp"
 
 namespace dsv2::cuda {
+
+using namespace dsv2::engine;  // the engine's types (layouts, plans, Backend) are the kernels' too
 
 /// moe_route_kernel: one warp per token.   logits [T, N_r] → topk_idx [T, K], topk_weight [T, K]
 /// and, when not null, scores [T, N_r] (the softmax, attn's moe.scores).

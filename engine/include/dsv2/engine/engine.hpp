@@ -1,4 +1,4 @@
-// The whole DeepSeek-V2 model on a Backend (dsv2/cuda/backend.hpp): embedding, L decoder layers
+// The whole DeepSeek-V2 model on a Backend (dsv2/engine/backend.hpp): embedding, L decoder layers
 // (MLA, dense SwiGLU or DeepSeekMoE), final norm, lm_head, with a latent cache on the backend.
 // It reproduces dsv2::Model<S>::forward (reference/src/model.cpp) call for call, and records the
 // same named intermediates (dsv2/trace.hpp) so `dsv2 compare` can name the first divergence.
@@ -34,9 +34,9 @@
 #include "dsv2/tensor.hpp"
 #include "dsv2/trace.hpp"
 #include "dsv2/weights.hpp"
-#include "dsv2/cuda/backend.hpp"
+#include "dsv2/engine/backend.hpp"
 
-namespace dsv2::cuda {
+namespace dsv2::engine {
 
 /// The attention form the engine uses for a call of T tokens (and the oracle must use to match).
 inline AttentionForm attention_form(int64_t T) { return T == 1 ? AttentionForm::absorbed : AttentionForm::naive; }
@@ -101,4 +101,4 @@ private:
     std::unique_ptr<Scratch> scratch_;
 };
 
-}  // namespace dsv2::cuda
+}  // namespace dsv2::engine

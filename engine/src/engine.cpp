@@ -5,7 +5,7 @@
 //
 // Every step names the oracle function it reproduces. Shapes in the vocabulary of docs/
 // (T tokens this call, n = cached + T keys, n_h heads, d_qk = d_h + d_R, W = d_c + d_R).
-#include "dsv2/cuda/engine.hpp"
+#include "dsv2/engine/engine.hpp"
 
 #include <cstdio>
 #include <map>
@@ -14,9 +14,9 @@
 
 #include "dsv2/rope.hpp"
 
-namespace dsv2::cuda {
+namespace dsv2::engine {
 
-/// Layer l's weights on the backend (layout: dsv2/cuda/engine.hpp).
+/// Layer l's weights on the backend (layout: dsv2/engine/engine.hpp).
 struct Engine::LayerWeights {
     const float* attn_norm = nullptr;  // input_layernorm [d]
     const float* ffn_norm = nullptr;   // post_attention_layernorm [d]
@@ -388,4 +388,4 @@ void Engine::ffn(int64_t l, const float* x, float* out, int64_t T, Trace* trace)
     record(trace, l, "moe.out", out, T, d);
 }
 
-}  // namespace dsv2::cuda
+}  // namespace dsv2::engine

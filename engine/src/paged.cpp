@@ -1,6 +1,6 @@
 // Host logic of the paged latent cache, the split-KV plan and the log-sum-exp combine (plain
 // C++, built by the host compiler). Proved by tests/test_paged_cache.cpp.
-#include "dsv2/cuda/paged.hpp"
+#include "dsv2/engine/paged.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace dsv2::cuda {
+namespace dsv2::engine {
 
 void PagedLayout::validate() const {
     if (block_tokens <= 0 || d_c <= 0 || d_R < 0 || num_blocks < 0)
@@ -210,34 +210,6 @@ DecodeReference<R> paged_decode_reference(const PagedLayout& layout, const Block
     return r;
 }
 
-uint16_t float_to_bf16_bits(float x) {
-    uint32_t u;
-    std::memcpy(&u, &x, 4);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) return uint16_t((u >> 16) | 0x0040u);  // quiet NaN
-    const uint32_t lsb = (u >> 16) & 1u;
-    u += 0x7fffu + lsb;  // round to nearest, ties to even (overflow to inf is correct rounding)
-    return uint16_t(u >> 16);
-}
-
-float bf16_bits_to_float(uint16_t b) {
-    const uint32_t u = uint32_t(b) << 16;
-    float x;
-    std::memcpy(&x, &u, 4);
-    return x;
-}
-
-std::vector<uint16_t> to_bf16(const std::vector<float>& x) {
-    std::vector<uint16_t> y(x.size());
-    std::transform(x.begin(), x.end(), y.begin(), float_to_bf16_bits);
-    return y;
-}
-
-std::vector<float> from_bf16(const std::vector<uint16_t>& x) {
-    std::vector<float> y(x.size());
-    std::transform(x.begin(), x.end(), y.begin(), bf16_bits_to_float);
-    return y;
-}
-
 template std::vector<float> paged_gather(const PagedLayout&, const BlockTable&, const std::vector<float>&, int);
 template std::vector<double> paged_gather(const PagedLayout&, const BlockTable&, const std::vector<double>&, int);
 template std::vector<uint16_t> paged_gather(const PagedLayout&, const BlockTable&, const std::vector<uint16_t>&, int);
@@ -253,4 +225,4 @@ template DecodeReference<double> paged_decode_reference(const PagedLayout&, cons
                                                         const std::vector<double>&, const std::vector<double>&, int,
                                                         double, const SplitPlan&, int, int);
 
-}  // namespace dsv2::cuda
+}  // namespace dsv2::engine

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "dsv2/config.hpp"
+#include "dsv2/config_json.hpp"
 #include "dsv2/io.hpp"
 #include "dsv2/weights.hpp"
 

@@ -1,8 +1,8 @@
-// The operations the whole-model engine (dsv2/cuda/engine.hpp) is built from, behind one
+// The operations the whole-model engine (dsv2/engine/engine.hpp) is built from, behind one
 // interface with two implementations:
 //
 //   CudaBackend  (cuda/src/backend_cuda.cu)  the GPU: the kernels of cuda/src and cuBLAS;
-//   HostBackend  (cuda/src/backend_host.cpp) plain C++ loops and the kernels' CPU twins.
+//   HostBackend  (engine/src/backend_host.cpp) plain C++ loops and the kernels' CPU twins.
 //
 // The engine's orchestration (weight layout, splits, head strides, the cache, the MoE dispatch)
 // is one piece of code over this interface, so it is tested on any machine with HostBackend
@@ -22,10 +22,10 @@
 #include <string>
 #include <vector>
 
-#include "dsv2/cuda/moe.hpp"
-#include "dsv2/cuda/prefill.hpp"
+#include "dsv2/engine/moe.hpp"
+#include "dsv2/engine/prefill.hpp"
 
-namespace dsv2::cuda {
+namespace dsv2::engine {
 
 /// Storage type of the weights on a backend ("fp32" or "bf16" on the command line).
 enum class WeightType { f32, bf16 };
@@ -114,7 +114,7 @@ public:
 
     // ---- attention ----------------------------------------------------------------------------
     /// Non-absorbed causal attention, T queries at positions n − T … n − 1 over n keys
-    /// [dsv2::mla_attend_naive]; layout of dsv2/cuda/prefill.hpp (q [T, n_h, d_nope + d_R],
+    /// [dsv2::mla_attend_naive]; layout of dsv2/engine/prefill.hpp (q [T, n_h, d_nope + d_R],
     /// k_nope [n, n_h, d_nope], k_pe [n, d_R], v [n, n_h, d_v]) → o [T, n_h, d_v].
     virtual void mla_prefill(const PrefillDims& d, const float* q, const float* k_nope, const float* k_pe,
                              const float* v, float sigma, float* o) = 0;
@@ -146,13 +146,8 @@ public:
 /// Rows per block of the engine's latent cache (the paged kernels' block; FlashMLA's 64).
 constexpr int kEngineBlockTokens = 64;
 
-/// Plain C++ loops and the CPU twins of the kernels (dsv2/cuda/paged.hpp, prefill.hpp, moe.hpp).
+/// Plain C++ loops and the CPU twins of the kernels (dsv2/engine/paged.hpp, prefill.hpp, moe.hpp).
 /// `num_sm` only shapes the split-KV plan of mla_decode, as the GPU's SM count does.
 std::unique_ptr<Backend> make_host_backend(int num_sm = 132);
 
-/// The GPU (device 0), in cuda/src/backend_cuda.cu: only in builds with the CUDA path (the
-/// dsv2_cuda library; DSV2_HAVE_CUDA for the app). Throws std::runtime_error saying why when
-/// there is no usable device.
-std::unique_ptr<Backend> make_cuda_backend();
-
-}  // namespace dsv2::cuda
+}  // namespace dsv2::engine

@@ -1,7 +1,7 @@
 // Host logic of the MLA prefill kernel: argument checks shared with the launcher, and the CPU twin
 // of the kernel (plain C++, built by the host compiler). Proved by
 // tests/test_cuda_prefill_host.cpp (CPU, label cpu) against dsv2::mla_attend_naive.
-#include "dsv2/cuda/prefill.hpp"
+#include "dsv2/engine/prefill.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace dsv2::cuda {
+namespace dsv2::engine {
 
 namespace {
 
@@ -130,4 +130,4 @@ template PrefillReference<double> mla_prefill_tiled_reference(const PrefillDims&
                                                               const std::vector<double>&, const std::vector<double>&,
                                                               const std::vector<double>&, double, int, int);
 
-}  // namespace dsv2::cuda
+}  // namespace dsv2::engine

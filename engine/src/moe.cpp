@@ -1,7 +1,7 @@
 // Host logic of the CUDA MoE path: the router's CPU twin, the dispatch plan, and the CPU twins of
 // the gather / combine kernels (see dsv2/cuda/moe.hpp). Plain C++, tested on the CPU by
 // tests/test_cuda_moe_host.cpp; also built into dsv2_cuda.
-#include "dsv2/cuda/moe.hpp"
+#include "dsv2/engine/moe.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace dsv2::cuda {
+namespace dsv2::engine {
 
 RouterParams router_params(const Config& cfg) {
     RouterParams p;
@@ -270,4 +270,4 @@ template std::vector<float> moe_combine_reference<float>(const DispatchPlan&, co
 template std::vector<double> moe_combine_reference<double>(const DispatchPlan&, const std::vector<double>&,
                                                            const std::vector<double>&, const std::vector<double>&, int64_t);
 
-}  // namespace dsv2::cuda
+}  // namespace dsv2::engine

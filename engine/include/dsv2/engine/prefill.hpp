@@ -28,7 +28,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace dsv2::cuda {
+namespace dsv2::engine {
 
 /// Tile sizes accepted by the kernel and the reference: 1 … kPrefillMaxTile rows/columns.
 constexpr int kPrefillMaxTile = 128;
@@ -94,4 +94,4 @@ PrefillReference<R> mla_prefill_tiled_reference(const PrefillDims& d, const std:
                                                 const std::vector<R>& k_nope, const std::vector<R>& k_pe,
                                                 const std::vector<R>& v, R sigma, int block_q, int block_k);
 
-}  // namespace dsv2::cuda
+}  // namespace dsv2::engine

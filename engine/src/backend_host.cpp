@@ -1,4 +1,4 @@
-// HostBackend: every Backend operation (dsv2/cuda/backend.hpp) as plain C++ on host memory —
+// HostBackend: every Backend operation (dsv2/engine/backend.hpp) as plain C++ on host memory —
 // plain loops (or the oracle's own function, for RMSNorm) for the dense operations, and the
 // kernels' own CPU twins (paged.hpp, prefill.hpp, moe.hpp) for attention and the MoE router,
 // dispatch, gather and combine, so that the engine on this backend
@@ -13,12 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "dsv2/cuda/backend.hpp"
-#include "dsv2/cuda/mla.hpp"
-#include "dsv2/cuda/paged.hpp"
+#include "dsv2/engine/backend.hpp"
+#include "dsv2/engine/paged.hpp"
 #include "dsv2/layers.hpp"
 
-namespace dsv2::cuda {
+namespace dsv2::engine {
 
 const char* to_string(WeightType t) { return t == WeightType::bf16 ? "bf16" : "fp32"; }
 
@@ -194,7 +193,7 @@ public:
         const SplitPlan plan = make_split_plan(bt.lengths, n_hg, num_sm_, kEngineBlockTokens);
         const std::vector<float> qa(q_abs, q_abs + n_h * d_c), qp(q_pe, q_pe + n_h * d_R);
         const DecodeReference<float> r = paged_decode_reference<float>(layout, bt, rows, qa, qp, int(n_h), sigma, plan,
-                                                                       kDecodeHeadsPerCta, /*tile=*/8);
+                                                                       kDecodeHeadsPerCta, kDecodeTile);
         std::memcpy(o_latent, r.o_latent.data(), r.o_latent.size() * sizeof(float));
     }
 
@@ -247,4 +246,4 @@ private:
 
 std::unique_ptr<Backend> make_host_backend(int num_sm) { return std::make_unique<HostBackend>(num_sm); }
 
-}  // namespace dsv2::cuda
+}  // namespace dsv2::engine

@@ -18,7 +18,20 @@
 #include <limits>
 #include <vector>
 
-namespace dsv2::cuda {
+#include "dsv2/bf16.hpp"
+
+namespace dsv2::engine {
+
+// The absorbed decode kernel's shape (cuda/src/mla.cu), written once: the kernel and its CPU twin
+// (paged_decode_reference, called by HostBackend) include these, so the twin reproduces the
+// kernel's grouping of heads and its tiling of the cached tokens exactly.
+/// Heads stacked as the rows of one decode CTA's tile (n_h = 128 → 16 head groups).
+constexpr int kDecodeHeadsPerCta = 8;
+/// Cached tokens per shared-memory tile of the decode kernel (its online softmax steps by these).
+constexpr int kDecodeTile = 8;
+/// Widest cache row (d_c + d_R) and latent (d_c) the decode kernel accepts.
+constexpr int kDecodeMaxWidth = 576;
+constexpr int kDecodeMaxLatent = 512;
 
 /// Shape of a paged latent cache: num_blocks × block_tokens rows of `width` = d_c + d_R elements.
 struct PagedLayout {
@@ -136,13 +149,4 @@ DecodeReference<R> paged_decode_reference(const PagedLayout& layout, const Block
                                           const std::vector<R>& q_abs, const std::vector<R>& q_pe, int n_h, R sigma,
                                           const SplitPlan& plan, int heads_per_group, int tile);
 
-// ---------------------------------------------------------------------------------------------
-// bf16 (host side; the device uses __nv_bfloat16 with the same bits)
-
-/// Round-to-nearest-even fp32 → bf16 bits; NaN stays a (quiet) NaN, ±inf stays ±inf.
-uint16_t float_to_bf16_bits(float x);
-float bf16_bits_to_float(uint16_t b);
-std::vector<uint16_t> to_bf16(const std::vector<float>& x);
-std::vector<float> from_bf16(const std::vector<uint16_t>& x);
-
-}  // namespace dsv2::cuda
+}  // namespace dsv2::engine
