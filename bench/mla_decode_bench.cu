@@ -4,7 +4,7 @@
 // 64-token blocks — timed with CUDA events, beside the roofline floor computed from its bytes and
 // FLOPs and beside a device-to-device copy measured in the same run. The PyTorch peer is
 // tools/bench/mla_decode_torch.py (same shapes, same JSON keys, `--against` prints the ratios).
-// The kernel's correctness is proved by tests/test_cuda_mla.cpp, not here.
+// The kernel's correctness is proved by tests/cuda/test_cuda_mla.cpp, not here.
 //
 // Definitions (the PyTorch peer uses the same ones):
 //   inputs   per input set: a bf16 pool of B·s_k/64 blocks of 64 rows × 576, filled with

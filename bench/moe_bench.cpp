@@ -3,8 +3,8 @@
 // (config_preset("deepseek-v2-lite"): d = 2048, N_r = 64 routed experts of width d_e = 1408,
 // K = 6 per token by greedy top-K, N_s = 2 shared experts as one SwiGLU of width 2816). The
 // PyTorch peer is tools/bench/moe_torch.py (same config, same definitions, same JSON keys;
-// `--against` prints the ratio tables). Correctness is proved by tests/test_cuda_backend.cpp,
-// tests/test_cuda_engine.cpp and `dsv2 compare --device cuda`, not here; this program only
+// `--against` prints the ratio tables). Correctness is proved by tests/cuda/test_cuda_backend.cpp,
+// tests/cuda/test_cuda_engine.cpp and `dsv2 compare --device cuda`, not here; this program only
 // checks that what it timed came out finite.
 //
 // 1. One MoE layer, the Backend operations in the engine's order (engine/src/engine.cpp, ffn):

@@ -25,7 +25,7 @@
 // - **Layer by layer, by name.** Comparing every named intermediate in forward order reports
 //   the first place two implementations diverge, not just "the logits differ".
 //
-// `tests/test_cuda_rmsnorm.cpp` does this for the RMSNorm kernel of `cuda/src/rmsnorm.cu`
+// `tests/cuda/test_cuda_rmsnorm.cpp` does this for the RMSNorm kernel of `cuda/src/rmsnorm.cu`
 // (CTest label `gpu`; it exits 77 — skipped — without a device). This notebook runs on the CPU:
 // the "kernels" are simulated with rounded inputs, so every bound can be watched at work.
 
@@ -134,7 +134,7 @@ check(frob2 > bound2 / 20, "the bound is not vacuous: the measured error is with
 // %% [markdown]
 // ## 3. fp64 judging fp32: the RMSNorm check of the GPU test, on the CPU
 //
-// `tests/test_cuda_rmsnorm.cpp` runs `dsv2::cuda::rms_norm` (fp32) for shapes from 1 × 1 to
+// `tests/cuda/test_cuda_rmsnorm.cpp` runs `dsv2::cuda::rms_norm` (fp32) for shapes from 1 × 1 to
 // 17 × 5120 and requires a relative error ≤ 1e-5 against `dsv2::rms_norm<double>`. The CPU's fp32
 // oracle plays the kernel here: its error is ~1e-7, two orders inside the bound, while two fp64
 // computations differ by ~1e-16 — the judge's own error is invisible.

@@ -31,8 +31,8 @@
 // (`[nope | rope]` per head), a head stride, a cache row written at the wrong position, the wrong
 // attention form for a call. Those live in the engine, which is the same code on both backends,
 // so they are found on any CPU against the fp64 oracle — which is all this notebook does (it
-// never touches a GPU). The GPU then only has to get each operation right: tests/test_cuda_backend.cpp
-// compares them one by one with HostBackend, tests/test_cuda_engine.cpp and
+// never touches a GPU). The GPU then only has to get each operation right: tests/cuda/test_cuda_backend.cpp
+// compares them one by one with HostBackend, tests/cuda/test_cuda_engine.cpp and
 // `dsv2 compare --device cuda` the whole model against the oracle.
 //
 // The weights: the `tiny` preset's random weights rounded to bf16 values once, as a BF16

@@ -1,5 +1,5 @@
-// A test problem for the MLA prefill (tests/test_cuda_prefill_host.cpp on the CPU,
-// tests/test_cuda_mla_prefill.cpp on a GPU): the fp64 oracle's inputs (dsv2::mla_attend_naive),
+// A test problem for the MLA prefill (tests/engine/test_cuda_prefill_host.cpp on the CPU,
+// tests/cuda/test_cuda_mla_prefill.cpp on a GPU): the fp64 oracle's inputs (dsv2::mla_attend_naive),
 // and the same data in the kernel's layout (dsv2/engine/prefill.hpp), K/V decompressed per head
 // from c_kv and W_kv_b exactly as the oracle does. K/V rows [n, rows) exist in the buffers and
 // are NaN: a read of any of them would poison the output.
@@ -110,7 +110,7 @@ inline std::vector<double> prefill_oracle_lse(const PrefillProblem& P) {
 /// Upper bound on ‖ô_{t,h} − o_{t,h}‖ per (query t, head h), [T, n_h], where o is the exact output on
 /// the problem's inputs and ô the output of the kernel's algorithm run in fp32 on inputs rounded to
 /// a format of unit roundoff u (bf16 via fp32: u = 2^-8 + 2^-23). Derived in the header comment of
-/// tests/test_cuda_mla_prefill.cpp: with S = max_j Σ_k |q_k k_jk| and V = max_j ‖v_j‖ over the
+/// tests/cuda/test_cuda_mla_prefill.cpp: with S = max_j Σ_k |q_k k_jk| and V = max_j ‖v_j‖ over the
 /// visible keys j ≤ p0 + t, and γ_m = m·2^-24 / (1 − m·2^-24),
 ///   Δ = σ ((2u + u²) + γ_{d_qk} (1 + u)²) S
 ///   ‖ô − o‖ ≤ (e^{2Δ} − 1)(1 + u) V + u V + 2 γ_{n} V

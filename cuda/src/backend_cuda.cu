@@ -1,7 +1,7 @@
 // CudaBackend: the Backend interface (dsv2/engine/backend.hpp) on the GPU — device memory, the
 // kernels of cuda/src and cuBLAS. NOT YET RUN ON A GPU. Each operation reproduces the HostBackend
-// operation of the same name (engine/src/backend_host.cpp); tests/test_cuda_backend.cpp checks them
-// one by one against it, and tests/test_cuda_engine.cpp the whole model against the fp64 oracle.
+// operation of the same name (engine/src/backend_host.cpp); tests/cuda/test_cuda_backend.cpp checks them
+// one by one against it, and tests/cuda/test_cuda_engine.cpp the whole model against the fp64 oracle.
 //
 // Everything runs on the legacy default stream, and uploads and downloads are synchronous
 // cudaMemcpy calls, so the engine's order of operations is the GPU's order, with no events.
@@ -172,19 +172,19 @@ public:
         if (n != plan_n_ || n_h != plan_n_h_) {
             const int n_hg = int((n_h + kDecodeHeadsPerCta - 1) / kDecodeHeadsPerCta);
             plan_ = make_split_plan({int32_t(n)}, n_hg, num_sm_, kEngineBlockTokens);
-            ints("decode.num_splits", plan_.num_splits);
-            ints("decode.split_offset", plan_.split_offset);
-            upload(work("decode.items", plan_.items.size() * sizeof(WorkItem)), plan_.items.data(),
+            ints(Work::decode_num_splits, plan_.num_splits);
+            ints(Work::decode_split_offset, plan_.split_offset);
+            upload(work(Work::decode_items, plan_.items.size() * sizeof(WorkItem)), plan_.items.data(),
                    plan_.items.size() * sizeof(WorkItem));
             plan_n_ = n, plan_n_h_ = n_h;
         }
         const size_t splits = size_t(plan_.total_splits());
-        auto* ns = static_cast<int32_t*>(work("decode.num_splits", plan_.num_splits.size() * sizeof(int32_t)));
-        auto* off = static_cast<int32_t*>(work("decode.split_offset", plan_.split_offset.size() * sizeof(int32_t)));
-        auto* items = static_cast<WorkItem*>(work("decode.items", plan_.items.size() * sizeof(WorkItem)));
-        auto* o_part = static_cast<float*>(work("decode.o_part", splits * size_t(n_h * d_c) * sizeof(float)));
-        auto* lse_part = static_cast<float*>(work("decode.lse_part", splits * size_t(n_h) * sizeof(float)));
-        auto* lse = static_cast<float*>(work("decode.lse", size_t(n_h) * sizeof(float)));
+        auto* ns = static_cast<int32_t*>(work(Work::decode_num_splits, plan_.num_splits.size() * sizeof(int32_t)));
+        auto* off = static_cast<int32_t*>(work(Work::decode_split_offset, plan_.split_offset.size() * sizeof(int32_t)));
+        auto* items = static_cast<WorkItem*>(work(Work::decode_items, plan_.items.size() * sizeof(WorkItem)));
+        auto* o_part = static_cast<float*>(work(Work::decode_o_part, splits * size_t(n_h * d_c) * sizeof(float)));
+        auto* lse_part = static_cast<float*>(work(Work::decode_lse_part, splits * size_t(n_h) * sizeof(float)));
+        auto* lse = static_cast<float*>(work(Work::decode_lse, size_t(n_h) * sizeof(float)));
         MlaDecodeParams<float> p{cache, identity_buf_->as<int32_t>(), q_abs, q_pe, items, ns, off, o_part, lse_part,
                                  o_latent, lse, 1, int(n_h), int(d_c), int(d_R), kEngineBlockTokens, max_blocks,
                                  int(plan_.items.size()), sigma};
@@ -199,10 +199,10 @@ public:
 
     std::vector<int32_t> moe_dispatch(const int32_t* idx, int64_t T, int64_t K, int64_t N_r, int32_t* slots,
                                       int32_t* row_of_slot) override {
-        int32_t* counts = reinterpret_cast<int32_t*>(work("dispatch.counts", size_t(N_r + 1) * sizeof(int32_t)));
-        int32_t* offsets = reinterpret_cast<int32_t*>(work("dispatch.offsets", size_t(N_r + 1) * sizeof(int32_t)));
+        int32_t* counts = reinterpret_cast<int32_t*>(work(Work::dispatch_counts, size_t(N_r + 1) * sizeof(int32_t)));
+        int32_t* offsets = reinterpret_cast<int32_t*>(work(Work::dispatch_offsets, size_t(N_r + 1) * sizeof(int32_t)));
         const size_t tb = std::max<size_t>(moe_dispatch_temp_bytes(N_r), 1);
-        void* temp = work("dispatch.temp", tb);
+        void* temp = work(Work::dispatch_temp, tb);
         launch_moe_dispatch({idx, counts, offsets, slots, row_of_slot, temp, tb, T, K, N_r}, kStream);
         std::vector<int32_t> host(static_cast<size_t>(N_r + 1));
         download(host.data(), offsets, host.size() * sizeof(int32_t));
@@ -237,21 +237,23 @@ private:
     }
     // x rounded to bf16 in a work buffer (valid until the next call).
     const __nv_bfloat16* to_bf16(const float* x, int64_t n) {
-        auto* xb = reinterpret_cast<__nv_bfloat16*>(work("bf16_input", size_t(n) * sizeof(__nv_bfloat16)));
+        auto* xb = reinterpret_cast<__nv_bfloat16*>(work(Work::bf16_input, size_t(n) * sizeof(__nv_bfloat16)));
         launch_to_bf16(x, xb, n, kStream);
         return xb;
     }
-    // A named work buffer of at least `bytes` (grown on demand; the default stream orders reuse).
-    void* work(const std::string& name, size_t bytes) {
-        std::unique_ptr<Buffer>& b = work_[name];
+    // The work buffers, one slot each (indexed: no lookup by name on a decode step).
+    enum class Work : int { decode_num_splits, decode_split_offset, decode_items, decode_o_part, decode_lse_part, decode_lse, dispatch_counts, dispatch_offsets, dispatch_temp, bf16_input, count };
+    // A work buffer of at least `bytes` (grown on demand; the default stream orders reuse).
+    void* work(Work w, size_t bytes) {
+        std::unique_ptr<Buffer>& b = work_[size_t(w)];
         if (!b || b->bytes() < bytes) {
             b.reset();
             b = alloc(std::max<size_t>(bytes, 1));
         }
         return b->data();
     }
-    int32_t* ints(const std::string& name, const std::vector<int32_t>& host) {
-        auto* p = reinterpret_cast<int32_t*>(work(name, host.size() * sizeof(int32_t)));
+    int32_t* ints(Work w, const std::vector<int32_t>& host) {
+        auto* p = reinterpret_cast<int32_t*>(work(w, host.size() * sizeof(int32_t)));
         upload(p, host.data(), host.size() * sizeof(int32_t));
         return p;
     }
@@ -259,7 +261,7 @@ private:
     std::string name_;
     int num_sm_ = 0;
     CublasHandle cublas_;
-    std::map<std::string, std::unique_ptr<Buffer>> work_;
+    std::vector<std::unique_ptr<Buffer>> work_ = std::vector<std::unique_ptr<Buffer>>(size_t(Work::count));
     std::vector<int32_t> identity_;
     std::unique_ptr<Buffer> identity_buf_;
     SplitPlan plan_;                          // the decode plan on the device, for (plan_n_, plan_n_h_)

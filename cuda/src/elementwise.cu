@@ -1,5 +1,5 @@
 // The small kernels of the whole-model engine (declared in dsv2/cuda/elementwise.cuh). NOT YET
-// RUN ON A GPU; tests/test_cuda_backend.cpp checks each against its HostBackend twin
+// RUN ON A GPU; tests/cuda/test_cuda_backend.cpp checks each against its HostBackend twin
 // (engine/src/backend_host.cpp). Grid-stride loops, one element per thread per step.
 #include <stdexcept>
 #include <string>

@@ -1,5 +1,5 @@
 // Projections through cuBLAS: y = x Wᵀ, the GPU twin of dsv2::linear (reference/src/layers.cpp).
-// Proved by tests/test_cuda_linear.cpp (label gpu; NOT YET RUN ON A GPU): fp32 vs
+// Proved by tests/cuda/test_cuda_linear.cpp (label gpu; NOT YET RUN ON A GPU): fp32 vs
 // dsv2::linear<double>, bf16 vs the fp64 product of the bf16-rounded inputs and within a derived
 // bound of the unrounded one, odd shapes, NaN-poisoned outputs that must all be written.
 //

@@ -1,5 +1,5 @@
 // MLA decode on the GPU: RoPE, paged cache append, split-KV absorbed attention + combine.
-// NOT YET RUN ON A GPU — compiled only; proved (once a device runs them) by tests/test_cuda_mla.cpp.
+// NOT YET RUN ON A GPU — compiled only; proved (once a device runs them) by tests/cuda/test_cuda_mla.cpp.
 //
 //   rope_kernel              reproduces dsv2::apply_rope (reference/src/rope.cpp)
 //   cache_append_kernel<E>   reproduces LatentCache::write (reference/src/mla.cpp) on a paged
@@ -9,7 +9,7 @@
 //                            (reference/src/mla.cpp): attn.o_latent of one decode query per
 //                            sequence; the combine is the GPU twin of dsv2::engine::lse_combine,
 //                            and the pair the twin of dsv2::engine::paged_decode_reference (CPU,
-//                            proved equal to the oracle by tests/test_paged_cache.cpp).
+//                            proved equal to the oracle by tests/engine/test_paged_cache.cpp).
 //
 // A reference kernel: simple and correct before fast (no WGMMA/TMA). Plain loop it equals, per
 // work item (b, head group g, split s over KV [kb, ke)) and head h of the group:

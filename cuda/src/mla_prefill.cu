@@ -2,12 +2,12 @@
 // keys (a cached prefix of n − T tokens, then the T new ones), QK over d_nope + d_R = 192, V over
 // d_v = 128, per head, with K/V already decompressed from the latent by the caller.
 // NOT YET RUN ON A GPU — compiled only; proved (once a device runs it) by
-// tests/test_cuda_mla_prefill.cpp.
+// tests/cuda/test_cuda_mla_prefill.cpp.
 //
 //   mla_prefill_kernel<E>   reproduces dsv2::mla_attend_naive (reference/src/mla.cpp) for queries
 //                           at positions n − T … n − 1; its CPU twin is
 //                           dsv2::engine::mla_prefill_tiled_reference (engine/src/prefill.cpp, proved
-//                           equal to the oracle in fp64 by tests/test_cuda_prefill_host.cpp), which
+//                           equal to the oracle in fp64 by tests/engine/test_cuda_prefill_host.cpp), which
 //                           runs the same tiles, skips the same key tiles and does the same online
 //                           softmax updates, so a GPU mismatch can be localised against it.
 //

@@ -1,6 +1,6 @@
 // DeepSeekMoE router and dispatch on the GPU (fp32). NOT YET RUN ON A GPU: written and compiled on
-// a machine without one; tests/test_cuda_moe.cpp skips there. Each kernel has a CPU twin in
-// engine/src/moe.cpp (tested against the oracle by tests/test_cuda_moe_host.cpp, label cpu).
+// a machine without one; tests/cuda/test_cuda_moe.cpp skips there. Each kernel has a CPU twin in
+// engine/src/moe.cpp (tested against the oracle by tests/engine/test_cuda_moe_host.cpp, label cpu).
 // The router logits (x · gate.weightᵀ) are an input: that GEMM is cuBLAS's job. The expert SwiGLU
 // GEMMs over the grouped rows are not here yet (TODO: cuBLAS grouped GEMM, cuda/README.md).
 #include <cub/device/device_scan.cuh>
@@ -54,8 +54,8 @@ struct RouteArgs {
 // (group score = max, keep G_k groups), top-K with the tie rule, gates renormalised
 // (norm_topk_prob, K > 1) or × routed_scaling_factor. One warp per token; the scores live in
 // shared memory (N_r floats per warp). Line by line the arithmetic of route_reference (CPU twin,
-// proved equal to dsv2::route<float> by tests/test_cuda_moe_host.cpp); the kernel is checked
-// against the twin by tests/test_cuda_moe.cpp (identical indices, gates ≤ 1e-6; not yet run).
+// proved equal to dsv2::route<float> by tests/engine/test_cuda_moe_host.cpp); the kernel is checked
+// against the twin by tests/cuda/test_cuda_moe.cpp (identical indices, gates ≤ 1e-6; not yet run).
 __global__ void moe_route_kernel(RouteArgs a) {
     extern __shared__ float smem[];
     const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
@@ -129,7 +129,7 @@ __global__ void moe_route_kernel(RouteArgs a) {
 
 // First half of dsv2::moe_forward's dispatch ("the slots each expert serves"): counts[e] = number
 // of slots with topk_idx == e. One warp per expert, ballot + popc over all T·K slots (no atomics).
-// CPU twin: make_dispatch_plan (counts); test: tests/test_cuda_moe.cpp (not yet run).
+// CPU twin: make_dispatch_plan (counts); test: tests/cuda/test_cuda_moe.cpp (not yet run).
 __global__ void moe_count_kernel(const int32_t* __restrict__ idx, int64_t n, int64_t N_r, int32_t* __restrict__ counts) {
     const int64_t e = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
     const int lane = int(threadIdx.x) % 32;
@@ -144,7 +144,7 @@ __global__ void moe_count_kernel(const int32_t* __restrict__ idx, int64_t n, int
 
 // Second half: expert e's slots, in ascending slot order, into rows offsets[e] …, and the inverse
 // map — the stable grouping of dsv2::moe_forward. One warp per expert; a ballot gives each hit its
-// rank among the hits before it. CPU twin: make_dispatch_plan; test: tests/test_cuda_moe.cpp.
+// rank among the hits before it. CPU twin: make_dispatch_plan; test: tests/cuda/test_cuda_moe.cpp.
 __global__ void moe_place_kernel(const int32_t* __restrict__ idx, int64_t n, int64_t N_r,
                                  const int32_t* __restrict__ offsets, int32_t* __restrict__ slots,
                                  int32_t* __restrict__ row_of_slot) {
@@ -167,7 +167,7 @@ __global__ void moe_place_kernel(const int32_t* __restrict__ idx, int64_t n, int
 }
 
 // dsv2::moe_forward's `xe.row(j) = x.row(mine[j] / K_r)`: grouped[r, :] = x[slots[r] / K, :].
-// One block per grouped row. CPU twin: moe_gather_reference; test: tests/test_cuda_moe.cpp.
+// One block per grouped row. CPU twin: moe_gather_reference; test: tests/cuda/test_cuda_moe.cpp.
 __global__ void moe_gather_kernel(MoeGatherParams p) {
     const int64_t r = blockIdx.x;
     const int64_t t = p.slots[r] / p.K;
@@ -176,7 +176,7 @@ __global__ void moe_gather_kernel(MoeGatherParams p) {
 
 // dsv2::moe_forward's combine, `routed.row(t) += w(t, k) · y.row(t·K + k)` for k = 0 … K − 1, then
 // + the shared experts: deterministic (rank order, fma, no atomics). One block per token.
-// CPU twin: moe_combine_reference (bit-exact: std::fma); test: tests/test_cuda_moe.cpp.
+// CPU twin: moe_combine_reference (bit-exact: std::fma); test: tests/cuda/test_cuda_moe.cpp.
 __global__ void moe_combine_kernel(MoeCombineParams p) {
     const int64_t t = blockIdx.x;
     for (int64_t c = threadIdx.x; c < p.d; c += blockDim.x) {

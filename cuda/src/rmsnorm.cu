@@ -1,5 +1,5 @@
 // RMSNorm — reproduces dsv2::rms_norm (reference/src/layers.cpp); proved by
-// tests/test_cuda_rmsnorm.cpp against the fp64 oracle.
+// tests/cuda/test_cuda_rmsnorm.cpp against the fp64 oracle.
 // One block per token row; each thread accumulates a strided part of Σx², the block reduces it
 // in shared memory (fp32), then every thread scales its elements.
 #include "dsv2/cuda/buffer.cuh"

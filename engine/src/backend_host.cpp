@@ -3,7 +3,7 @@
 // kernels' own CPU twins (paged.hpp, prefill.hpp, moe.hpp) for attention and the MoE router,
 // dispatch, gather and combine, so that the engine on this backend
 // runs the GPU's algorithms (tiles, online softmax, split-KV plan, warp top-k) in C++.
-// Proved by tests/test_engine_host.cpp: the engine on this backend against the fp64 oracle.
+// Proved by tests/engine/test_engine_host.cpp: the engine on this backend against the fp64 oracle.
 #include <unistd.h>
 
 #include <cmath>

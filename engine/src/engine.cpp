@@ -1,7 +1,7 @@
 // The whole model over a Backend — reproduces dsv2::Model<S>::forward (reference/src/model.cpp)
 // and records the same named intermediates. Proved on the CPU with HostBackend by
-// tests/test_engine_host.cpp (against the fp64 oracle), and on the GPU with CudaBackend by
-// tests/test_cuda_engine.cpp and `dsv2 compare` (NOT YET RUN ON A GPU).
+// tests/engine/test_engine_host.cpp (against the fp64 oracle), and on the GPU with CudaBackend by
+// tests/cuda/test_cuda_engine.cpp and `dsv2 compare` (NOT YET RUN ON A GPU).
 //
 // Every step names the oracle function it reproduces. Shapes in the vocabulary of docs/
 // (T tokens this call, n = cached + T keys, n_h heads, d_qk = d_h + d_R, W = d_c + d_R).
@@ -36,8 +36,53 @@ struct Engine::LayerWeights {
 };
 
 /// Work buffers by name, grown on demand and reused across calls.
+// The engine's work buffers, one slot each, grown on demand (Engine::scratch): indexed, so that a
+// decode step looks nothing up by name.
+enum class Engine::Work : int {
+    attn_c_all,
+    attn_c_kv,
+    attn_c_kv_raw,
+    attn_c_q,
+    attn_c_q_raw,
+    attn_k_nope,
+    attn_k_pe,
+    attn_k_pe_all,
+    attn_kv,
+    attn_kv_a,
+    attn_o,
+    attn_o_latent,
+    attn_q,
+    attn_q_absorbed,
+    attn_q_full,
+    attn_q_nope,
+    attn_q_pe,
+    attn_v,
+    h,
+    logits,
+    mlp_act,
+    mlp_gate_up,
+    moe_grouped,
+    moe_router_logits,
+    moe_row_of_slot,
+    moe_scores,
+    moe_shared,
+    moe_shared_mlp_act,
+    moe_shared_mlp_gate_up,
+    moe_slots,
+    moe_topk_idx,
+    moe_topk_weight,
+    moe_y,
+    positions,
+    tokens,
+    u,
+    x,
+    moe_gate_up,
+    moe_act,
+    count
+};
+
 struct Engine::Scratch {
-    std::map<std::string, std::unique_ptr<Buffer>> buffers;
+    std::vector<std::unique_ptr<Buffer>> buffers = std::vector<std::unique_ptr<Buffer>>(size_t(Work::count));
 };
 
 
@@ -168,12 +213,12 @@ WeightRef Engine::upload_rows(const std::vector<const Mat<float>*>& parts, int64
 
 const float* Engine::upload_f32(const Mat<float>& m) { return static_cast<const float*>(upload(m, 1, WeightType::f32).data); }
 
-float* Engine::scratch(const std::string& name, int64_t elements) { return scratch_as<float>(name, elements); }
+float* Engine::scratch(Work w, int64_t elements) { return scratch_as<float>(w, elements); }
 
 template <typename T>
-T* Engine::scratch_as(const std::string& name, int64_t elements) {
+T* Engine::scratch_as(Work w, int64_t elements) {
     const size_t bytes = size_t(std::max<int64_t>(elements, 1)) * sizeof(T);
-    std::unique_ptr<Buffer>& b = scratch_->buffers[name];
+    std::unique_ptr<Buffer>& b = scratch_->buffers[size_t(w)];
     if (!b || b->bytes() < bytes) {
         b.reset();  // free before allocating the larger one
         b = be_.alloc(bytes);
@@ -212,16 +257,16 @@ Mat<float> Engine::forward(const std::vector<int32_t>& tokens, Trace* trace, Log
     if (length_ + T > capacity_)
         throw std::invalid_argument("engine: " + std::to_string(T) + " more tokens would overflow the cache of " +
                                     std::to_string(capacity_) + " tokens (" + std::to_string(length_) + " held)");
-    int32_t* d_tokens = scratch_as<int32_t>("tokens", T);
+    int32_t* d_tokens = scratch_as<int32_t>(Work::tokens, T);
     be_.upload(d_tokens, tokens.data(), size_t(T) * sizeof(int32_t));
     std::vector<int64_t> positions(static_cast<size_t>(T));
     for (int64_t t = 0; t < T; ++t) positions[size_t(t)] = length_ + t;
-    int64_t* d_positions = scratch_as<int64_t>("positions", T);
+    int64_t* d_positions = scratch_as<int64_t>(Work::positions, T);
     be_.upload(d_positions, positions.data(), size_t(T) * sizeof(int64_t));
 
-    float* h = scratch("h", T * d);    // [T, d] the residual stream
-    float* x = scratch("x", T * d);    // [T, d] normed input of a sublayer
-    float* u = scratch("u", T * d);    // [T, d] a sublayer's output
+    float* h = scratch(Work::h, T * d);    // [T, d] the residual stream
+    float* x = scratch(Work::x, T * d);    // [T, d] normed input of a sublayer
+    float* u = scratch(Work::u, T * d);    // [T, d] a sublayer's output
     be_.embed(embed_, d_tokens, T, h);
     record(trace, -1, "embed", h, T, d);
     for (int64_t l = 0; l < cfg_.L; ++l) {  // dsv2::Model::decoder_layer
@@ -242,7 +287,7 @@ Mat<float> Engine::forward(const std::vector<int32_t>& tokens, Trace* trace, Log
     const float* h_last = h + (T - rows) * d;
     be_.rms_norm(h_last, final_norm_, x, rows, d, float(cfg_.rms_norm_eps));
     record(trace, -1, "norm", x, rows, d);
-    float* logits = scratch("logits", rows * V);
+    float* logits = scratch(Work::logits, rows * V);
     be_.linear(x, lm_head_, logits, rows);
     Mat<float> out(rows, V);  // [T or 1, V]
     be_.download(out.data(), logits, size_t(rows * V) * sizeof(float));
@@ -259,19 +304,19 @@ void Engine::attention(int64_t l, const float* x, float* out, int64_t T, const i
     const float eps = float(cfg_.rms_norm_eps);
 
     // mla_query: q = W^UQ RMSNorm(W^DQ x) (or W^Q x), split per head as [nope d_h | rope d_R], RoPE.
-    float* q = scratch("attn.q", T * H * d_qk);  // [T, n_h, d_qk]
+    float* q = scratch(Work::attn_q, T * H * d_qk);  // [T, n_h, d_qk]
     if (cfg_.has_q_lora()) {
-        float* c_q_raw = scratch("attn.c_q_raw", T * cfg_.d_q);
+        float* c_q_raw = scratch(Work::attn_c_q_raw, T * cfg_.d_q);
         be_.linear(x, L.q_a, c_q_raw, T);
-        float* c_q = scratch("attn.c_q", T * cfg_.d_q);  // [T, d_q]
+        float* c_q = scratch(Work::attn_c_q, T * cfg_.d_q);  // [T, d_q]
         be_.rms_norm(c_q_raw, L.q_a_norm, c_q, T, cfg_.d_q, eps);
         record(trace, l, "attn.c_q", c_q, T, cfg_.d_q);
         be_.linear(c_q, L.q_b, q, T);
     } else {
         be_.linear(x, L.q_proj, q, T);
     }
-    float* q_nope = scratch("attn.q_nope", T * H * d_h);  // [T, n_h, d_h]
-    float* q_pe = scratch("attn.q_pe", T * H * d_R);      // [T, n_h, d_R]
+    float* q_nope = scratch(Work::attn_q_nope, T * H * d_h);  // [T, n_h, d_h]
+    float* q_pe = scratch(Work::attn_q_pe, T * H * d_R);      // [T, n_h, d_R]
     be_.copy_cols(q, d_qk, 0, q_nope, d_h, 0, T * H, d_h);
     be_.copy_cols(q, d_qk, d_h, q_pe, d_R, 0, T * H, d_R);
     be_.rope(q_pe, positions, T, H, d_R, inv_freq_, amplitude_);
@@ -279,13 +324,13 @@ void Engine::attention(int64_t l, const float* x, float* out, int64_t T, const i
     record(trace, l, "attn.q_pe", q_pe, T, H * d_R);
 
     // mla_latent: [c_kv | k_pe] = W^DKV x; c_kv normed, k_pe rotated.
-    float* kv_a = scratch("attn.kv_a", T * W);  // [T, d_c + d_R]
+    float* kv_a = scratch(Work::attn_kv_a, T * W);  // [T, d_c + d_R]
     be_.linear(x, L.kv_a, kv_a, T);
-    float* c_raw = scratch("attn.c_kv_raw", T * d_c);
+    float* c_raw = scratch(Work::attn_c_kv_raw, T * d_c);
     be_.copy_cols(kv_a, W, 0, c_raw, d_c, 0, T, d_c);
-    float* c_kv = scratch("attn.c_kv", T * d_c);  // [T, d_c]
+    float* c_kv = scratch(Work::attn_c_kv, T * d_c);  // [T, d_c]
     be_.rms_norm(c_raw, L.kv_a_norm, c_kv, T, d_c, eps);
-    float* k_pe = scratch("attn.k_pe", T * d_R);  // [T, d_R]
+    float* k_pe = scratch(Work::attn_k_pe, T * d_R);  // [T, d_R]
     be_.copy_cols(kv_a, W, d_c, k_pe, d_R, 0, T, d_R);
     be_.rope(k_pe, positions, T, 1, d_R, inv_freq_, amplitude_);
     record(trace, l, "attn.c_kv", c_kv, T, d_c);
@@ -296,30 +341,30 @@ void Engine::attention(int64_t l, const float* x, float* out, int64_t T, const i
     be_.copy_cols(c_kv, d_c, 0, cache + p0 * W, W, 0, T, d_c);
     be_.copy_cols(k_pe, d_R, 0, cache + p0 * W, W, d_c, T, d_R);
 
-    float* o = scratch("attn.o", T * H * d_v);  // [T, n_h, d_v]
+    float* o = scratch(Work::attn_o, T * H * d_v);  // [T, n_h, d_v]
     if (attention_form(T) == AttentionForm::absorbed) {
         // mla_attend_absorbed for one query: q̃_i = q^C_i W^UK_i, õ_i = Σ_j p_j ĉ_j, o_i = õ_i W^UV_iᵀ.
-        float* q_abs = scratch("attn.q_absorbed", H * d_c);  // [1, n_h, d_c]
+        float* q_abs = scratch(Work::attn_q_absorbed, H * d_c);  // [1, n_h, d_c]
         be_.linear_heads(q_nope, L.w_uk_t, q_abs, 1);
         record(trace, l, "attn.q_absorbed", q_abs, 1, H * d_c);
-        float* o_lat = scratch("attn.o_latent", H * d_c);  // [1, n_h, d_c]
+        float* o_lat = scratch(Work::attn_o_latent, H * d_c);  // [1, n_h, d_c]
         be_.mla_decode(cache, capacity_, n, d_c, d_R, q_abs, q_pe, H, float(sigma_), o_lat);
         record(trace, l, "attn.o_latent", o_lat, 1, H * d_c);
         be_.linear_heads(o_lat, L.w_uv, o, 1);
     } else {
         // mla_attend_naive: k_nope_i = ĉ W^UK_iᵀ, v_i = ĉ W^UV_iᵀ for all n cached rows, then
         // causal softmax(σ q_i · k_i) v_i per head.
-        float* c_all = scratch("attn.c_all", n * d_c);  // [n, d_c]
-        float* k_pe_all = scratch("attn.k_pe_all", n * d_R);  // [n, d_R]
+        float* c_all = scratch(Work::attn_c_all, n * d_c);  // [n, d_c]
+        float* k_pe_all = scratch(Work::attn_k_pe_all, n * d_R);  // [n, d_R]
         be_.copy_cols(cache, W, 0, c_all, d_c, 0, n, d_c);
         be_.copy_cols(cache, W, d_c, k_pe_all, d_R, 0, n, d_R);
-        float* kv = scratch("attn.kv", n * H * (d_h + d_v));  // [n, n_h, d_h + d_v]
+        float* kv = scratch(Work::attn_kv, n * H * (d_h + d_v));  // [n, n_h, d_h + d_v]
         be_.linear(c_all, L.kv_b, kv, n);
-        float* k_nope = scratch("attn.k_nope", n * H * d_h);  // [n, n_h, d_h]
-        float* v = scratch("attn.v", n * H * d_v);            // [n, n_h, d_v]
+        float* k_nope = scratch(Work::attn_k_nope, n * H * d_h);  // [n, n_h, d_h]
+        float* v = scratch(Work::attn_v, n * H * d_v);            // [n, n_h, d_v]
         be_.copy_cols(kv, d_h + d_v, 0, k_nope, d_h, 0, n * H, d_h);
         be_.copy_cols(kv, d_h + d_v, d_h, v, d_v, 0, n * H, d_v);
-        float* q_full = scratch("attn.q_full", T * H * d_qk);  // [T, n_h, d_h + d_R], q_pe rotated
+        float* q_full = scratch(Work::attn_q_full, T * H * d_qk);  // [T, n_h, d_h + d_R], q_pe rotated
         be_.copy_cols(q_nope, d_h, 0, q_full, d_qk, 0, T * H, d_h);
         be_.copy_cols(q_pe, d_R, 0, q_full, d_qk, d_h, T * H, d_R);
         PrefillDims dims;
@@ -333,11 +378,11 @@ void Engine::attention(int64_t l, const float* x, float* out, int64_t T, const i
 
 // dsv2::swiglu with [gate; up] as one product: out = W_down (silu(x W_gateᵀ) ⊙ x W_upᵀ).
 void Engine::swiglu(const WeightRef& gate_up, const WeightRef& down, const float* x, float* out, int64_t T,
-                    const std::string& tag) {
+                    Work gate_up_slot, Work act_slot) {
     const int64_t I = gate_up.rows / 2;
-    float* gu = scratch(tag + ".gate_up", T * 2 * I);  // [T, 2·I]
+    float* gu = scratch(gate_up_slot, T * 2 * I);  // [T, 2·I]
     be_.linear(x, gate_up, gu, T);
-    float* act = scratch(tag + ".act", T * I);  // [T, I]
+    float* act = scratch(act_slot, T * I);  // [T, I]
     be_.silu_mul(gu, act, T, I);
     be_.linear(act, down, out, T);
 }
@@ -347,41 +392,41 @@ void Engine::ffn(int64_t l, const float* x, float* out, int64_t T, Trace* trace)
     const LayerWeights& L = layers_[size_t(l)];
     const int64_t d = cfg_.d;
     if (!L.moe) {
-        swiglu(L.gate_up, L.down, x, out, T, "mlp");
+        swiglu(L.gate_up, L.down, x, out, T, Work::mlp_gate_up, Work::mlp_act);
         record(trace, l, "mlp.out", out, T, d);
         return;
     }
     const int64_t N = cfg_.N_r, K = cfg_.K_r, I = cfg_.d_e;
     // dsv2::route: fp32 logits, softmax, top-K, gates.
     const RouterParams rp = router_params(cfg_);
-    float* logits = scratch("moe.router_logits", T * N);  // [T, N_r]
+    float* logits = scratch(Work::moe_router_logits, T * N);  // [T, N_r]
     be_.linear(x, L.router, logits, T);
     record(trace, l, "moe.router_logits", logits, T, N);
-    int32_t* idx = scratch_as<int32_t>("moe.topk_idx", T * K);  // [T, K]
-    float* gate = scratch("moe.topk_weight", T * K);            // [T, K]
-    float* scores = scratch("moe.scores", T * N);               // [T, N_r]
+    int32_t* idx = scratch_as<int32_t>(Work::moe_topk_idx, T * K);  // [T, K]
+    float* gate = scratch(Work::moe_topk_weight, T * K);            // [T, K]
+    float* scores = scratch(Work::moe_scores, T * N);               // [T, N_r]
     be_.moe_route(rp, logits, T, idx, gate, scores);
     record(trace, l, "moe.scores", scores, T, N);
     record_int(trace, l, "moe.topk_idx", idx, T, K);
     record(trace, l, "moe.topk_weight", gate, T, K);
 
     // Dispatch, experts over their contiguous rows, combine in rank order.
-    int32_t* slots = scratch_as<int32_t>("moe.slots", T * K);
-    int32_t* row_of_slot = scratch_as<int32_t>("moe.row_of_slot", T * K);
+    int32_t* slots = scratch_as<int32_t>(Work::moe_slots, T * K);
+    int32_t* row_of_slot = scratch_as<int32_t>(Work::moe_row_of_slot, T * K);
     const std::vector<int32_t> offsets = be_.moe_dispatch(idx, T, K, N, slots, row_of_slot);
-    float* grouped = scratch("moe.grouped", T * K * d);  // [T·K, d]
+    float* grouped = scratch(Work::moe_grouped, T * K * d);  // [T·K, d]
     be_.moe_gather(x, slots, T, K, d, grouped);
-    float* gu = scratch("moe.gate_up", T * K * 2 * I);  // [T·K, 2·d_e]
+    float* gu = scratch(Work::moe_gate_up, T * K * 2 * I);  // [T·K, 2·d_e]
     be_.linear_grouped(grouped, L.experts_gate_up, offsets, gu);
-    float* act = scratch("moe.act", T * K * I);  // [T·K, d_e]
+    float* act = scratch(Work::moe_act, T * K * I);  // [T·K, d_e]
     be_.silu_mul(gu, act, T * K, I);
-    float* y = scratch("moe.y", T * K * d);  // [T·K, d]
+    float* y = scratch(Work::moe_y, T * K * d);  // [T·K, d]
     be_.linear_grouped(act, L.experts_down, offsets, y);
     be_.moe_combine(y, gate, nullptr, row_of_slot, T, K, d, out);
     record(trace, l, "moe.routed", out, T, d);
     if (cfg_.N_s > 0) {
-        float* shared = scratch("moe.shared", T * d);  // [T, d]
-        swiglu(L.shared_gate_up, L.shared_down, x, shared, T, "moe.shared_mlp");
+        float* shared = scratch(Work::moe_shared, T * d);  // [T, d]
+        swiglu(L.shared_gate_up, L.shared_down, x, shared, T, Work::moe_shared_mlp_gate_up, Work::moe_shared_mlp_act);
         record(trace, l, "moe.shared", shared, T, d);
         be_.add(out, shared, out, T * d);
     }

@@ -1,5 +1,5 @@
 // Host logic of the paged latent cache, the split-KV plan and the log-sum-exp combine (plain
-// C++, built by the host compiler). Proved by tests/test_paged_cache.cpp.
+// C++, built by the host compiler). Proved by tests/engine/test_paged_cache.cpp.
 #include "dsv2/engine/paged.hpp"
 
 #include <algorithm>

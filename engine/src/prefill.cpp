@@ -1,6 +1,6 @@
 // Host logic of the MLA prefill kernel: argument checks shared with the launcher, and the CPU twin
 // of the kernel (plain C++, built by the host compiler). Proved by
-// tests/test_cuda_prefill_host.cpp (CPU, label cpu) against dsv2::mla_attend_naive.
+// tests/engine/test_cuda_prefill_host.cpp (CPU, label cpu) against dsv2::mla_attend_naive.
 #include "dsv2/engine/prefill.hpp"
 
 #include <algorithm>

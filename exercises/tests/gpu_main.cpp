@@ -1,5 +1,5 @@
 // The main of the CUDA exercise tests: without a device it says why and exits 77, which CTest
-// reports as skipped (as tests/test_cuda_rmsnorm.cpp does); with one it runs the Catch2 tests.
+// reports as skipped (as tests/cuda/test_cuda_rmsnorm.cpp does); with one it runs the Catch2 tests.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 

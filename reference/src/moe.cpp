@@ -77,6 +77,17 @@ Mat<S> moe_forward(const Config& cfg, const Weights<S>& w, int64_t l, MatCRef<S>
     for (int64_t t = 0; t < T; ++t)
         for (int64_t k = 0; k < cfg.K_r; ++k) slots[size_t(r.topk_idx(t, k))].push_back(t * cfg.K_r + k);
 
+    // The weights of the experts that serve a token, looked up by name once, before the loop.
+    struct Expert {
+        const Mat<S>*gate = nullptr, *up = nullptr, *down = nullptr;
+    };
+    std::vector<Expert> experts(size_t(cfg.N_r));
+    for (int64_t e = 0; e < cfg.N_r; ++e)
+        if (!slots[size_t(e)].empty()) {
+            const std::string ep = p + "experts." + std::to_string(e) + ".";
+            experts[size_t(e)] = {&w.mat(ep + "gate_proj.weight"), &w.mat(ep + "up_proj.weight"), &w.mat(ep + "down_proj.weight")};
+        }
+
     // Experts: one SwiGLU over the gathered rows of each expert.
     Mat<S> y(T * cfg.K_r, cfg.d);                                               // [T·K_r, d], row = slot
 #pragma omp parallel for schedule(dynamic)
@@ -85,9 +96,8 @@ Mat<S> moe_forward(const Config& cfg, const Weights<S>& w, int64_t l, MatCRef<S>
         if (mine.empty()) continue;
         Mat<S> xe(int64_t(mine.size()), cfg.d);                                 // [n_e, d]
         for (size_t j = 0; j < mine.size(); ++j) xe.row(int64_t(j)) = x.row(mine[j] / cfg.K_r);
-        const std::string ep = p + "experts." + std::to_string(e) + ".";
-        const Mat<S> ye = swiglu<S>(xe, w.mat(ep + "gate_proj.weight"), w.mat(ep + "up_proj.weight"),
-                                    w.mat(ep + "down_proj.weight"));            // [n_e, d]
+        const Expert& ex = experts[size_t(e)];
+        const Mat<S> ye = swiglu<S>(xe, *ex.gate, *ex.up, *ex.down);            // [n_e, d]
         for (size_t j = 0; j < mine.size(); ++j) y.row(mine[j]) = ye.row(int64_t(j));
     }
     // Combine: Σ_k g_{t,k} y_{t,k}, in rank order.

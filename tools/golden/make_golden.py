@@ -20,7 +20,7 @@ What it does, for each checkpoint (`lite`: V2-Lite-like; `v2`: V2-like):
    model.safetensors — so the golden data does not just mirror one codebase;
 5. writes config.json + model.safetensors (save_pretrained) and golden.safetensors.
 
-Python only; the C++ tests (tests/test_golden.cpp) read the files and never need Python.
+Python only; the C++ tests (tests/reference/test_golden.cpp) read the files and never need Python.
 Pinned versions: tools/golden/requirements.txt.
 """
 from __future__ import annotations
@@ -755,7 +755,7 @@ def write_readme(path: str, results: list[dict], f: Findings):
         "transformers' `DeepseekV2ForCausalLM` (fp32, eager attention) after correcting its deviations from",
         "DeepSeek's released semantics, and checked inside the generator against an independent plain-PyTorch",
         "implementation of the released math (`tools/golden/make_golden.py`, in the style of DeepSeek-V3",
-        "`inference/model.py`: naive MLA, interleaved complex RoPE, Gate). `tests/test_golden.cpp` runs dsv2's",
+        "`inference/model.py`: naive MLA, interleaved complex RoPE, Gate). `tests/reference/test_golden.cpp` runs dsv2's",
         "oracle on the same weights and tokens and compares every intermediate by name. (`tokenizer/` holds",
         "the tokenizer's golden encodings, made by `tools/golden/tokenizer_cases.py` and described there.)",
         "",
@@ -808,7 +808,7 @@ def write_readme(path: str, results: list[dict], f: Findings):
         "",
         "## The test",
         "",
-        "`tests/test_golden.cpp` (CTest `test_golden: …`, no Python) loads each directory with",
+        "`tests/reference/test_golden.cpp` (CTest `test_golden: …`, no Python) loads each directory with",
         "`dsv2::config_from_file` + `dsv2::load_weights`, runs `Model::forward` on the golden tokens with a",
         "`Trace` — fp32 and fp64, naive and absorbed attention, one prefill of 12 and a prefill of 5 followed",
         "by 7 one-token decode steps through the latent cache — and compares every golden intermediate by",

@@ -1,7 +1,7 @@
 // Device-pointer level of the small kernels the whole-model engine needs besides attention, the
 // router and cuBLAS (cuda/src/elementwise.cu, cuda/src/rmsnorm.cu). Each reproduces one
 // HostBackend operation (engine/src/backend_host.cpp), which reproduces the oracle function named;
-// tests/test_cuda_backend.cpp checks each against HostBackend (NOT YET RUN ON A GPU). Every
+// tests/cuda/test_cuda_backend.cpp checks each against HostBackend (NOT YET RUN ON A GPU). Every
 // launcher returns at once for an empty shape, launches on `stream`, and checks the launch.
 #pragma once
 

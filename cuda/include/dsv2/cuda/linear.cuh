@@ -1,5 +1,5 @@
 // Device-pointer level of the projections (cuda/src/linear.cu): y = x Wᵀ through cuBLAS, the
-// GPU twin of dsv2::linear (reference/src/layers.cpp). Proved by tests/test_cuda_linear.cpp
+// GPU twin of dsv2::linear (reference/src/layers.cpp). Proved by tests/cuda/test_cuda_linear.cpp
 // (NOT YET RUN ON A GPU). Host-array convenience: dsv2/cuda/linear.hpp.
 //
 // Layout (row-major, PyTorch's): x [T, in], W [out, in], y [T, out].
@@ -52,7 +52,7 @@ void launch_linear(cublasHandle_t h, const __nv_bfloat16* x, const __nv_bfloat16
 /// One product per head, heads side by side (the per-head products of the absorbed MLA form):
 ///   y[t, i, :] = x[t, i, :] W_iᵀ, i < n, W = n matrices [out, in] back to back
 ///   x [T, n, in], W [n, out, in] → y [T, n, out]   (one cublasGemmStridedBatchedEx, batch = n)
-/// Precision as launch_linear. Reproduces HostBackend::linear_heads; tests/test_cuda_backend.cpp.
+/// Precision as launch_linear. Reproduces HostBackend::linear_heads; tests/cuda/test_cuda_backend.cpp.
 void launch_linear_heads(cublasHandle_t h, const float* x, const float* W, float* y, int T, int n, int in, int out,
                          cudaStream_t stream);
 void launch_linear_heads(cublasHandle_t h, const __nv_bfloat16* x, const __nv_bfloat16* W, float* y, int T, int n,

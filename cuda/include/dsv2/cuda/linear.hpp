@@ -1,6 +1,6 @@
 // Host-array API of the projections (cuda/src/linear.cu), callable from plain C++ (no CUDA
 // headers): upload, y = x Wᵀ through cuBLAS, download. Reproduces dsv2::linear
-// (reference/src/layers.cpp); proved by tests/test_cuda_linear.cpp (NOT YET RUN ON A GPU).
+// (reference/src/layers.cpp); proved by tests/cuda/test_cuda_linear.cpp (NOT YET RUN ON A GPU).
 // Device-pointer level: dsv2/cuda/linear.cuh. bf16 data is passed as uint16_t bit patterns
 // (dsv2::to_bf16 rounds to nearest even).
 //

@@ -3,8 +3,8 @@
 // and downloads. The device-pointer level (parameter structs, launchers on a stream) is in
 // dsv2/cuda/mla.cuh.
 //
-// NOT YET RUN ON A GPU: these compile and their tests (tests/test_cuda_mla.cpp,
-// tests/test_cuda_mla_prefill.cpp) skip without a device; the host logic they use
+// NOT YET RUN ON A GPU: these compile and their tests (tests/cuda/test_cuda_mla.cpp,
+// tests/cuda/test_cuda_mla_prefill.cpp) skip without a device; the host logic they use
 // (dsv2/engine/paged.hpp, dsv2/engine/prefill.hpp) is tested on the CPU.
 //
 // bf16 data is passed as uint16_t bit patterns (dsv2::to_bf16 rounds to nearest even).

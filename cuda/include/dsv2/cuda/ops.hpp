@@ -26,7 +26,7 @@ bool announce_device();
 bool gpu_test_quick();
 
 /// RMSNorm on the GPU over host arrays: reproduces dsv2::rms_norm (reference/src/layers.cpp),
-/// fp32. Proved by tests/test_cuda_rmsnorm.cpp.
+/// fp32. Proved by tests/cuda/test_cuda_rmsnorm.cpp.
 ///   x [T, n] row-major, w [n] → y [T, n]
 std::vector<float> rms_norm(const std::vector<float>& x, const std::vector<float>& w, int T, int n, float eps);
 

@@ -6,8 +6,8 @@
 //
 // The engine's orchestration (weight layout, splits, head strides, the cache, the MoE dispatch)
 // is one piece of code over this interface, so it is tested on any machine with HostBackend
-// against the fp64 oracle (tests/test_engine_host.cpp, label cpu); the GPU then only has to get
-// each operation right, which tests/test_cuda_backend.cpp checks op by op against HostBackend
+// against the fp64 oracle (tests/engine/test_engine_host.cpp, label cpu); the GPU then only has to get
+// each operation right, which tests/cuda/test_cuda_backend.cpp checks op by op against HostBackend
 // (label gpu). Plain C++: no CUDA headers.
 //
 // Conventions. Every pointer is backend memory (device memory for CudaBackend), obtained from

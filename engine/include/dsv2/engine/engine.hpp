@@ -71,9 +71,10 @@ public:
 private:
     struct LayerWeights;
     struct Scratch;
-    float* scratch(const std::string& name, int64_t elements);  // grows a named work buffer
+    enum class Work : int;  // the work buffers' slots (engine.cpp)
+    float* scratch(Work w, int64_t elements);  // grows a work buffer
     template <typename T>
-    T* scratch_as(const std::string& name, int64_t elements);
+    T* scratch_as(Work w, int64_t elements);
     WeightRef upload(const Mat<float>& m, int64_t count, WeightType type);
     // The parts' rows back to back as one stack of `count` matrices.
     WeightRef upload_rows(const std::vector<const Mat<float>*>& parts, int64_t count, WeightType type);
@@ -85,7 +86,7 @@ private:
     void attention(int64_t l, const float* x, float* out, int64_t T, const int64_t* positions, Trace* trace);
     void ffn(int64_t l, const float* x, float* out, int64_t T, Trace* trace);
     void swiglu(const WeightRef& gate_up, const WeightRef& down, const float* x, float* out, int64_t T,
-                const std::string& tag);
+                Work gate_up_slot, Work act_slot);
 
     Config cfg_;
     Backend& be_;

@@ -1,6 +1,6 @@
 // Host logic of the CUDA MoE path (DeepSeekMoE router + dispatch), in plain C++ (no CUDA headers),
-// so that it is built and tested on machines without a GPU (tests/test_cuda_moe_host.cpp, label
-// cpu), plus the host-array API of the kernels in cuda/src/moe.cu (tests/test_cuda_moe.cpp, label
+// so that it is built and tested on machines without a GPU (tests/engine/test_cuda_moe_host.cpp, label
+// cpu), plus the host-array API of the kernels in cuda/src/moe.cu (tests/cuda/test_cuda_moe.cpp, label
 // gpu; NOT YET RUN ON A GPU).
 //
 //   - RouterParams: the router's shape and gate rule (from dsv2::Config: N_r, K_r, G, G_k,

@@ -1,5 +1,5 @@
 // Host logic of the CUDA MLA decode path, in plain C++ (no CUDA headers), so that it is built and
-// tested on machines without a GPU (tests/test_paged_cache.cpp, label cpu):
+// tested on machines without a GPU (tests/engine/test_paged_cache.cpp, label cpu):
 //
 //   - the paged latent cache: blocks of `block_tokens` (64) token rows, each row
 //     [ĉ^KV (d_c, post-norm) | k^R (d_R, post-RoPE)] = d_c + d_R (576) elements, and a block table
@@ -136,7 +136,7 @@ void lse_combine(const R* o_parts, const R* lse_parts, int S, int d_c, R* o, R* 
 /// CPU twin of the whole decode (split kernel + combine kernel of cuda/src/mla.cu): the same
 /// schedule, the same online softmax over tiles of `tile` tokens read through the block table, the
 /// same partial layout, then lse_combine. In R = double it is a second oracle for the GPU path
-/// (tests/test_paged_cache.cpp proves it equals dsv2::mla_attend_absorbed); its partials let a GPU
+/// (tests/engine/test_paged_cache.cpp proves it equals dsv2::mla_attend_absorbed); its partials let a GPU
 /// test localise a failure to one work item.
 ///   cache [num_blocks, block_tokens, d_c + d_R], q_abs [B, n_h, d_c], q_pe [B, n_h, d_R]
 ///   → o_part [total_splits, n_h, d_c], lse_part [total_splits, n_h], o_latent [B, n_h, d_c], lse [B, n_h]

@@ -1,6 +1,6 @@
 // Host logic of the CUDA MLA prefill (non-absorbed multi-head form), in plain C++ (no CUDA
 // headers), so that it is built and tested on machines without a GPU
-// (tests/test_cuda_prefill_host.cpp, label cpu):
+// (tests/engine/test_cuda_prefill_host.cpp, label cpu):
 //
 //   - the shapes and argument checks shared by the CPU reference and the kernel's launcher;
 //   - mla_prefill_tiled_reference: the CPU twin of the prefill kernel (cuda/src/mla_prefill.cu),
@@ -88,7 +88,7 @@ struct PrefillReference {
 ///   p_tj   = exp(x_tj − m'_t);  c_t = exp(m_t − m'_t)   (0 on the first tile)
 ///   l_t    = c_t l_t + Σ_j p_tj;  a_t = c_t a_t + Σ_j p_tj v_j;  m_t = m'_t
 /// then o_t = a_t / l_t, lse_t = m_t + log l_t. Equals dsv2::mla_attend_naive in fp64 (proved by
-/// tests/test_cuda_prefill_host.cpp to ≤ 1e-12).
+/// tests/engine/test_cuda_prefill_host.cpp to ≤ 1e-12).
 template <typename R>
 PrefillReference<R> mla_prefill_tiled_reference(const PrefillDims& d, const std::vector<R>& q,
                                                 const std::vector<R>& k_nope, const std::vector<R>& k_pe,

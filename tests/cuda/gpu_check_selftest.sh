@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/gpu_check_selftest.sh BUILD — the GPU check's own logic (tools/gpu/gpu_check.sh), on a
+# tests/cuda/gpu_check_selftest.sh BUILD — the GPU check's own logic (tools/gpu/gpu_check.sh), on a
 # machine without a GPU: the binaries of BUILD carried as `make gpu-prepare` carries them, and
 # stand-ins for nvidia-smi (an H100) and compute-sanitizer on PATH, so that every branch a device
 # run can take is taken here: a sanitizer that refuses the device or hangs (probe N/A, step
@@ -8,7 +8,7 @@
 # that has a GPU (FAIL), and a carried dsv2 that dies of SIGILL (the fallback build is chosen).
 set -u
 build=$(cd "${1:?usage: gpu_check_selftest.sh BUILD}" && pwd)
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fails=0

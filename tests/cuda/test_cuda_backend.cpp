@@ -1,6 +1,6 @@
 // GPU test (CTest label gpu): every operation of CudaBackend (cuda/src/backend_cuda.cu) against
 // the same operation of HostBackend (engine/src/backend_host.cpp: plain loops and the kernels' CPU
-// twins, which tests/test_engine_host.cpp proves against the fp64 oracle through the whole
+// twins, which tests/engine/test_engine_host.cpp proves against the fp64 oracle through the whole
 // model). Same inputs uploaded to both; every GPU output poisoned with NaN first, so an element a
 // kernel forgets to write fails. Without a device it prints why and exits 77 (CTest: skipped).
 // NOT YET RUN ON A GPU: written and compiled on a machine without one.

@@ -1,6 +1,6 @@
 // GPU test (CTest label gpu): the CUDA MoE router and dispatch (cuda/src/moe.cu) against their CPU
 // twins (engine/src/moe.cpp, themselves proved against the oracle dsv2::route / moe_forward by
-// tests/test_cuda_moe_host.cpp). Without a device it prints why and exits 77 (CTest: skipped).
+// tests/engine/test_cuda_moe_host.cpp). Without a device it prints why and exits 77 (CTest: skipped).
 // NOT YET RUN ON A GPU: written and compiled on a machine without one.
 //
 //   moe_route_kernel     vs route_reference      identical indices, or swapped only at near ties of

@@ -1,6 +1,6 @@
 // GPU test (CTest label gpu): the whole model on the GPU — Engine (engine/src/engine.cpp) on
 // CudaBackend — against the fp64 oracle, every named intermediate of every layer, with the
-// checks of tests/test_engine_host.cpp (which runs the same engine on HostBackend), plus two
+// checks of tests/engine/test_engine_host.cpp (which runs the same engine on HostBackend), plus two
 // layers at V2-Lite's real shapes. Without a device it prints why and exits 77 (CTest:
 // skipped). NOT YET RUN ON A GPU: written and compiled on a machine without one.
 // DSV2_GPU_TEST_QUICK=1 (tools/gpu/gpu_check.sh's compute-sanitizer runs) leaves out the long

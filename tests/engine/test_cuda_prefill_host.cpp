@@ -114,7 +114,7 @@ TEST_CASE("prefill twin in fp32 stays within 1e-5 of the fp64 oracle (the GPU te
 }
 
 TEST_CASE("prefill twin on bf16-rounded inputs stays within the derived bf16 bound (the GPU test's bf16 bound)") {
-    // The bound of tests/test_cuda_mla_prefill.cpp (test::prefill_bf16_bound), checked here where
+    // The bound of tests/cuda/test_cuda_mla_prefill.cpp (test::prefill_bf16_bound), checked here where
     // only the rounding of the inputs differs (fp64 arithmetic) and with the fp32 arithmetic of the
     // kernel's algorithm; the GPU test applies the same bound to the kernel.
     const double u = std::ldexp(1.0, -8) + std::ldexp(1.0, -23);  // fp64 → fp32 → bf16

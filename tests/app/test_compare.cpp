@@ -724,7 +724,7 @@ TEST_CASE("compare --against a dump of the engine follows its attention form per
 
 TEST_CASE("compare --device host --dtype bf16: after a near tie changes a token's experts, what it reaches is compared on the earlier tokens", "[compare][engine][bf16]") {
     // 252 bytes of Genesis on the tiny preset (seed 7), 128 prefill + 124 decode: bf16 arithmetic
-    // moves token 74 across a near tie in layer 2's router (tests/test_engine_host.cpp proves such
+    // moves token 74 across a near tie in layer 2's router (tests/engine/test_engine_host.cpp proves such
     // a change moves that token's moe.routed row by O(1), past the 2e-2 bound of the whole tensor).
     TempDir tmp;
     const std::string text = "In the beginning God created the heaven and the earth. And the earth was without form, and void; "

@@ -5,7 +5,7 @@
 //
 //   fp32 storage: ‖o − o_ref‖/‖o_ref‖ ≤ 1e-5 over the whole output, lse within 1e-5 (relative to
 //                 max(1, |lse|)); the CPU twin in fp32 reaches ≤ 4e-7 on the same kind of inputs,
-//                 1.0e-6 at T = 1000 after a 3000-token prefix (tests/test_cuda_prefill_host.cpp).
+//                 1.0e-6 at T = 1000 after a 3000-token prefix (tests/engine/test_cuda_prefill_host.cpp).
 //   bf16 storage: (a) ≤ 1e-5 against the fp64 CPU twin (proved equal to the oracle to 1e-12) run
 //                 on the same bf16-rounded inputs: only the kernel's fp32 arithmetic differs;
 //                 (b) against the fp64 oracle on the unrounded inputs, every (query, head) row

@@ -2,7 +2,7 @@
 // named intermediate of every layer: the engine's orchestration (weight stacking, per-head
 // splits, the latent cache, the attention form per call, the MoE dispatch) is the code the GPU
 // runs, here on plain loops and the kernels' CPU twins. The same checks run on the GPU in
-// tests/test_cuda_engine.cpp.
+// tests/cuda/test_cuda_engine.cpp.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
