@@ -28,7 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "commands.hpp"
+#include "cli.hpp"
 #include "dsv2/checkpoint.hpp"
 #include "dsv2/io.hpp"
 #include "dsv2/layers.hpp"
@@ -37,6 +37,22 @@
 namespace dsv2::app {
 
 namespace {
+
+/// dsv2 bench: prefill and decode speed, the parts' GFLOP/s and this machine's floors.
+struct BenchOptions {
+    ModelSource source;
+    int64_t layers = 0;                       ///< > 0: only the first `layers` layers
+    int64_t prefill = 512;                    ///< prompt tokens of the prefill measurement
+    std::string contexts = "128,1024,4096";   ///< decode contexts
+    int64_t steps = 8;                        ///< timed decode steps per context
+    std::string attention = "both";           ///< absorbed, naive or both
+    std::string precision = "fp32";
+    int threads = 0;                          ///< 0: OpenMP's default
+    bool floors = true;                       ///< measure the GEMM rate and the memory bandwidth
+    bool parts = true;                        ///< time projections, attention and experts alone
+    std::string json;                         ///< also write the figures here
+};
+
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -325,8 +341,6 @@ nlohmann::json bench_model(const Model<S>& model, const BenchOptions& o, const s
     return j;
 }
 
-}  // namespace
-
 int run_bench(const BenchOptions& o) {
     if (!o.json.empty()) check_writable(o.json, "--json");
     const std::vector<int64_t> contexts = parse_contexts(o.contexts);
@@ -434,6 +448,26 @@ int run_bench(const BenchOptions& o) {
         std::printf("  WARNING: other processes used %.2f cores during the run; the figures above are not those of a quiet machine\n", other);
     if (!o.json.empty()) write_file_atomic(o.json, j.dump(2) + "\n");
     return 0;
+}
+
+}  // namespace
+
+Command add_bench(CLI::App& app) {
+    auto o = std::make_shared<BenchOptions>();
+    CLI::App* sub = app.add_subcommand("bench", "speed of the oracle on this CPU: prefill and decode tokens/s, GFLOP/s of projections, attention and experts, cache bytes, peak memory, beside the machine's GEMM rate and memory bandwidth");
+    add_source(sub, o->source, true);
+    sub->add_option("--layers", o->layers, "run only the first N layers (a real config reduced to a few layers)")->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+    sub->add_option("--prefill", o->prefill, "prompt tokens of the prefill measurement")->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
+    sub->add_option("--contexts", o->contexts, "decode context lengths, comma-separated")->capture_default_str();
+    sub->add_option("--steps", o->steps, "timed decode steps per context")->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
+    sub->add_option("--attention", o->attention, "absorbed, naive or both")->check(CLI::IsMember({"naive", "absorbed", "both"}))->capture_default_str();
+    sub->add_option("--precision", o->precision, "fp32 or fp64")->check(CLI::IsMember({"fp32", "fp64"}))->capture_default_str();
+    sub->add_option("--threads", o->threads, "OpenMP threads (default: OMP_NUM_THREADS or all cores)")->check(CLI::Range(1, 4096));
+    auto* no_floors = sub->add_flag("!--no-floors", o->floors, "skip measuring the GEMM rate and the memory bandwidth");
+    sub->add_flag("!--no-parts", o->parts, "skip timing the parts alone");
+    (void)no_floors;
+    sub->add_option("--json", o->json, "also write every figure to this JSON file");
+    return {sub, require_source(o->source, "bench"), [o] { return run_bench(*o); }};
 }
 
 }  // namespace dsv2::app

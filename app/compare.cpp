@@ -7,7 +7,8 @@
 // One line per intermediate, in the oracle's forward order: max |Δ|, ‖Δ‖/‖ref‖ (ref = the oracle)
 // and PASS or FAIL at the bound of the dtype; expert indices must match exactly, or in bf16 differ
 // only at near ties. The last line names the first divergence. See docs/compare.md.
-#include "commands.hpp"
+#include "cli.hpp"
+#include "dsv2/engine/runner.hpp"
 
 #include <algorithm>
 #include <climits>
@@ -31,6 +32,24 @@
 namespace dsv2::app {
 
 namespace {
+
+/// dsv2 compare: the fp64 oracle against another implementation, every named intermediate of
+/// docs/intermediates.md, one line each, the first divergence named. The other implementation is
+/// the intermediates a file holds (`--against`), or else dsv2's own engine run here on `device`
+/// (app/engine_source.hpp). Exit 0 when every intermediate is within the dtype's bound, 1 otherwise.
+struct CompareOptions {
+    ModelSource source;
+    std::string against;  ///< FILE.safetensors; empty: compare the engine on `device`
+    std::string tokens;   ///< "3,14,15"; empty: the `tokens` tensor of FILE, or the default sequence
+    int64_t prefill = -1;  ///< tokens in the first call; -1 = all
+    std::string attention = "absorbed";  ///< the oracle's form against FILE (the engine chooses per call)
+    bool attention_given = false;
+    std::string dtype = "fp32";  ///< FILE's precision, or the engine's weights: fp32 or bf16 (sets the bound)
+    std::string device = "cuda";  ///< the engine's device without --against: cuda or host
+    bool device_given = false;
+    bool json = false;
+};
+
 
 // The bounds, the near-tie rule and the causal cut are the agreement module's
 // (dsv2/engine/agreement.hpp), shared with the engine tests and the demo.
@@ -154,12 +173,11 @@ void check_oracle_finite(const Trace& trace) {
 // (engine::attention_form) instead of `form`.
 Trace run_oracle(const ModelSource& src, const std::vector<int32_t>& tokens, int64_t prefill, AttentionForm form,
                  bool per_call) {
-    const Model<double> model = load_model<double>(src);
+    const std::unique_ptr<engine::Runner> oracle =
+        engine::make_oracle_runner<double>(load_model<double>(src), {form, per_call}, int64_t(tokens.size()));
     Trace trace;  // stores every intermediate, and notes the first NaN or Inf
-    LatentCache<double> cache(model.config(), int64_t(tokens.size()));
     for_each_call(int64_t(tokens.size()), prefill, [&](int64_t first, int64_t n) {
-        const std::vector<int32_t> part(tokens.begin() + first, tokens.begin() + first + n);
-        model.forward(part, cache, per_call ? engine::attention_form(n) : form, &trace);
+        oracle->forward(std::vector<int32_t>(tokens.begin() + first, tokens.begin() + first + n), &trace);
     });
     check_oracle_finite(trace);
     return trace;
@@ -362,14 +380,32 @@ int compare_engine(const CompareOptions& o) {
     return report(o.json, d, c);
 }
 
-}  // namespace
-
 int run_compare(const CompareOptions& o) {
     if (o.against.empty()) return compare_engine(o);
     if (o.device_given)
         throw std::invalid_argument("--device " + o.device + ": runs dsv2's engine to compare with the oracle, and --against " +
                                     o.against + " compares a file with it; give one or the other");
     return compare_file(o);
+}
+
+}  // namespace
+
+Command add_compare(CLI::App& app) {
+    auto o = std::make_shared<CompareOptions>();
+    CLI::App* sub = app.add_subcommand("compare", "the fp64 oracle against the intermediates another implementation dumped (--against FILE.safetensors) or against dsv2's engine (--device cuda or host): every intermediate's error, PASS or FAIL at the dtype's bound, the first divergence");
+    add_source(sub, o->source, true);
+    sub->add_option("--against", o->against, "safetensors file of intermediates under the names of docs/intermediates.md (a dsv2 forward --dump, PyTorch, your kernels); without it, dsv2's engine runs on --device");
+    sub->add_option("--device", o->device, "without --against: the engine's device, cuda (the GPU) or host (the CUDA path's CPU twin)")->check(CLI::IsMember({"cuda", "host"}))->capture_default_str();
+    sub->add_option("--tokens", o->tokens, "token ids, comma-separated: 3,14,15 (default: the file's \"tokens\" tensor; for the engine, token i = (1 + 7919 i) mod V, i < 12)");
+    sub->add_option("--prefill", o->prefill, "tokens in the first (prefill) call; the rest are decoded one at a time (default: all with --against; all but the last 4 with --device)");
+    sub->add_option("--attention", o->attention, "the oracle's form against a file: naive or absorbed (the engine chooses per call)")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
+    sub->add_option("--dtype", o->dtype, "precision the file was computed in, or the engine's weights; sets the bound: fp32 (1e-5) or bf16 (2e-2, expert near ties allowed)")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
+    sub->add_flag("--json", o->json, "machine-readable output");
+    return {sub, require_source(o->source, "compare"), [o, sub] {
+                o->attention_given = sub->count("--attention") > 0;  // these change compare's mode only when given
+                o->device_given = sub->count("--device") > 0;
+                return run_compare(*o);
+            }};
 }
 
 }  // namespace dsv2::app

@@ -9,7 +9,8 @@
 #include <iostream>
 #include <string>
 
-#include "commands.hpp"
+#include "cli.hpp"
+#include "dsv2/engine/runner.hpp"
 #include "dsv2/cache_sizes.hpp"
 #include "dsv2/model.hpp"
 #include "dsv2/tokenizer.hpp"
@@ -28,13 +29,23 @@ std::string default_model_dir() {
 }
 
 namespace {
+
+struct DemoOptions {
+    std::string model_dir;  ///< empty: the embedded default
+    std::string prompt = "And God said";
+    int64_t max_new_tokens = 48;
+    double temperature = 0.8;  ///< a greedy small model loops; light sampling, seeded, reads better
+    double top_p = 0.9;
+    uint64_t seed = 1;
+    std::string attention = "absorbed";
+};
+
 std::string fmt(double v) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%g", v);
     return buf;
 }
 double rms(const Mat<double>& m) { return m.size() ? std::sqrt(m.squaredNorm() / double(m.size())) : 0.0; }
-}  // namespace
 
 int run_demo(const DemoOptions& o) {
     const std::string dir = o.model_dir.empty() ? default_model_dir() : o.model_dir;
@@ -64,7 +75,11 @@ int run_demo(const DemoOptions& o) {
                n.find("attn.out") != std::string::npos || n.find(".out") != std::string::npos || n == "logits";
     });
     std::printf("text    ");
-    const GenerateResult r = generate_text(model, tok, g, /*stream=*/true, &trace);
+    // The oracle runs on a copy of the weights: the GPU check below needs them again.
+    const std::unique_ptr<engine::Runner> oracle = engine::make_oracle_runner<float>(
+        Model<float>(model), {g.attention == "naive" ? AttentionForm::naive : AttentionForm::absorbed, false},
+        int64_t(encode_prompt(cfg, tok, g).size()) + g.max_new_tokens);
+    const GenerateResult r = generate(*oracle, tok, g, encode_prompt(cfg, tok, g), /*stream=*/true, &trace);
     const int64_t n_dec = int64_t(r.new_ids.size()) - 1;  // the first new token comes from the prefill
     std::printf("\n        (%zu prompt tokens, %zu generated, %s)\n", r.prompt_ids.size(), r.new_ids.size(),
                 o.temperature > 0 ? ("sampled: temperature " + fmt(o.temperature) + ", top-p " + fmt(o.top_p) + ", seed " +
@@ -144,6 +159,21 @@ int run_demo(const DemoOptions& o) {
         return 1;
     }
     return 0;
+}
+
+}  // namespace
+
+Command add_demo(CLI::App& app) {
+    auto o = std::make_shared<DemoOptions>();
+    CLI::App* sub = app.add_subcommand("demo", "the main job: prompt → prefill → decode through the latent cache, on the embedded default model");
+    sub->add_option("--model", o->model_dir, "checkpoint directory with tokenizer.json (default: the embedded data/models/kjv-tiny)");
+    sub->add_option("--prompt", o->prompt, "prompt text")->capture_default_str();
+    sub->add_option("--max-new-tokens", o->max_new_tokens, "tokens to generate")->check(CLI::Range(int64_t(1), int64_t(4096)))->capture_default_str();
+    sub->add_option("--temperature", o->temperature, "0 = greedy; > 0 samples")->check(finite() & CLI::Range(0.0, 100.0))->capture_default_str();
+    sub->add_option("--top-p", o->top_p, "nucleus sampling mass, in (0, 1]")->check(finite() & CLI::Range(1e-9, 1.0))->capture_default_str();
+    sub->add_option("--seed", o->seed, "seed of the sampler")->check(unsigned64())->capture_default_str();
+    sub->add_option("--attention", o->attention, "naive or absorbed")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
+    return {sub, nullptr, [o] { return run_demo(*o); }};
 }
 
 }  // namespace dsv2::app

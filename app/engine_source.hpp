@@ -22,6 +22,7 @@
 #include "dsv2/cuda/backend_cuda.hpp"
 #include "dsv2/engine/engine.hpp"
 #include "dsv2/engine/paged.hpp"
+#include "dsv2/engine/runner.hpp"
 #include "dsv2/weights.hpp"
 #include "model_source.hpp"
 #ifdef DSV2_HAVE_CUDA
@@ -62,12 +63,8 @@ inline std::unique_ptr<engine::Backend> make_engine_backend(const std::string& d
 #endif
 }
 
-/// What ran, for headers and summaries: "host (CPU twin of the CUDA path)" or the GPU's
-/// "cuda: NVIDIA H200, sm_90, 139 GiB".
-inline std::string engine_label(const engine::Backend& be) {
-    const std::string n = be.name();
-    return n == "host" ? "host (CPU twin of the CUDA path)" : n;
-}
+/// What ran, for headers and summaries (engine::backend_label).
+inline std::string engine_label(const engine::Backend& be) { return engine::backend_label(be); }
 
 /// The options of forward and generate that the engine cannot honour, refused before any work:
 /// --dtype bf16 on the oracle; --precision fp64 and an explicit --attention on the engine.
@@ -105,6 +102,22 @@ inline std::string forms_used(int64_t T, int64_t prefill) {
         s += (s.empty() ? "" : ", ") + std::string("absorbed for ") + std::to_string(decode) + " one-token call" +
              (decode == 1 ? "" : "s");
     return s;
+}
+
+/// The runner --device asks for, with a cache of `capacity` tokens: cpu → the oracle in
+/// `precision` (fp32 or fp64) with `form` for every call; host or cuda → the engine with `dtype`
+/// weights (the backend is made first, so a missing GPU is reported before any weights load; the
+/// host copy of the weights is freed once uploaded).
+inline std::unique_ptr<engine::Runner> make_runner(const std::string& device, const ModelSource& src, const std::string& precision,
+                                                   const std::string& dtype, AttentionForm form, int64_t capacity) {
+    if (device == "cpu") {
+        if (precision == "fp64") return engine::make_oracle_runner<double>(load_model<double>(src), {form, false}, capacity);
+        return engine::make_oracle_runner<float>(load_model<float>(src), {form, false}, capacity);
+    }
+    std::unique_ptr<engine::Backend> backend = make_engine_backend(device);
+    const Model<float> model = load_model<float>(src);  // the weights; the engine copies them
+    return engine::make_engine_runner(model.config(), model.weights(), std::move(backend), engine::weight_type_from_string(dtype),
+                                      capacity);
 }
 
 }  // namespace dsv2::app

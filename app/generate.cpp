@@ -5,7 +5,8 @@
 #include <cstdio>
 #include <iostream>
 
-#include "commands.hpp"
+#include "cli.hpp"
+#include "dsv2/engine/runner.hpp"
 #include "dsv2/sampling.hpp"
 #include "dsv2/tokenizer.hpp"
 #include "engine_source.hpp"
@@ -18,8 +19,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// The prompt's ids (BOS added), checked against the model: not empty, inside the vocabulary, and
-// with --max-new-tokens within max_position_embeddings.
+}  // namespace
+
 std::vector<int32_t> encode_prompt(const Config& cfg, const Tokenizer& tok, const GenerateOptions& o) {
     if (o.prompt.empty()) throw std::invalid_argument("--prompt: must not be empty");
     std::vector<int32_t> ids;
@@ -42,7 +43,9 @@ std::vector<int32_t> encode_prompt(const Config& cfg, const Tokenizer& tok, cons
     return ids;
 }
 
-// The loop shared by the oracle and the engine: `step(tokens, which)` runs the next tokens through
+namespace {
+
+// The loop: `step(tokens, which)` runs the next tokens through
 // the model, whose cache holds the earlier ones, and returns their logits ([1, V] or, with
 // Logits::all, [T, V]). The prompt in one call, then sampling and one token per call.
 template <typename Step>
@@ -81,62 +84,36 @@ GenerateResult sample_loop(const Config& cfg, const Tokenizer& tok, const Genera
     return r;
 }
 
-// generate on the engine: its cache holds the prompt and every new token. The calls run untraced,
-// so that only the logits leave the device; those are checked for NaN and Inf, and when one
-// appears the calls so far are replayed on a fresh cache under a guard that names the first
-// intermediate holding it.
-GenerateResult generate_on_engine(const Model<float>& model, engine::Backend& backend, engine::WeightType type,
-                                  const Tokenizer& tok, const GenerateOptions& o) {
-    const Config& cfg = model.config();
-    std::vector<int32_t> ids = encode_prompt(cfg, tok, o);
-    engine::Engine engine(cfg, model.weights(), backend, type, int64_t(ids.size()) + o.max_new_tokens);
-    std::vector<std::vector<int32_t>> calls;  // every call so far, for the replay
-    return sample_loop(cfg, tok, o, /*stream=*/true, std::move(ids), Logits::last,
-                       [&](const std::vector<int32_t>& part, Logits which) {
-                           Mat<float> logits = engine.forward(part, nullptr, which);
-                           calls.push_back(part);
-                           if (logits.allFinite()) return logits;
-                           Trace guard(nullptr, /*store=*/false);
-                           engine.reset();
-                           for (const std::vector<int32_t>& c : calls)
-                               if (guard.first_nonfinite().empty()) engine.forward(c, &guard, Logits::all);
-                           throw std::runtime_error("non-finite values (NaN or Inf) first appear in " +
-                                                    (guard.first_nonfinite().empty() ? std::string("logits")
-                                                                                     : guard.first_nonfinite()));
-                       });
-}
-
 }  // namespace
 
-GenerateResult generate_text(const Model<float>& model, const Tokenizer& tok, const GenerateOptions& o, bool stream,
-                             Trace* trace) {
-    const Config& cfg = model.config();
-    std::vector<int32_t> ids = encode_prompt(cfg, tok, o);
-    const AttentionForm form = o.attention == "naive" ? AttentionForm::naive : AttentionForm::absorbed;
-    LatentCache<float> cache(cfg, int64_t(ids.size()) + o.max_new_tokens);
+GenerateResult generate(engine::Runner& runner, const Tokenizer& tok, const GenerateOptions& o, std::vector<int32_t> prompt_ids,
+                        bool stream, Trace* trace) {
     // Sampling needs the last position's logits only; a trace that records the logits gets them all.
     const Logits which = trace && trace->wants("logits") ? Logits::all : Logits::last;
-    return sample_loop(cfg, tok, o, stream, std::move(ids), which, [&](const std::vector<int32_t>& part, Logits w) {
-        Mat<float> logits = model.forward(part, cache, form, trace, w);
-        if (trace && !trace->first_nonfinite().empty())  // stop at the first NaN or Inf, before sampling from it
+    return sample_loop(runner.config(), tok, o, stream, std::move(prompt_ids), which, [&](const std::vector<int32_t>& part, Logits w) {
+        if (!trace) return runner.forward_checked(part, w);
+        Mat<float> logits = runner.forward(part, trace, w);
+        if (!trace->first_nonfinite().empty())  // stop at the first NaN or Inf, before sampling from it
             throw std::runtime_error("non-finite values (NaN or Inf) first appear in " + trace->first_nonfinite());
         return logits;
     });
 }
 
+namespace {
+
 int run_generate(const GenerateOptions& o) {
     check_device_options(o.device, o.dtype, "fp32", o.attention_given, o.attention);
-    std::unique_ptr<engine::Backend> backend = o.device == "cpu" ? nullptr : make_engine_backend(o.device);
-    const auto [tok, model] = load_text_model(o.model_dir);
-    GenerateResult r;
-    std::string ran;  // the engine, when it ran
-    if (!backend) {
-        Trace guard(nullptr, /*store=*/false);
-        r = generate_text(model, tok, o, /*stream=*/true, &guard);
-    } else {
-        r = generate_on_engine(model, *backend, engine::weight_type_from_string(o.dtype), tok, o);
-        ran = "; " + engine_label(*backend) + ", " + o.dtype + " weights";
-    }
+    std::unique_ptr<engine::Backend> backend = o.device == "cpu" ? nullptr : make_engine_backend(o.device);  // fails fast
+    auto [tok, model] = load_text_model(o.model_dir);
+    std::vector<int32_t> ids = encode_prompt(model.config(), tok, o);
+    const int64_t capacity = int64_t(ids.size()) + o.max_new_tokens;
+    const AttentionForm form = o.attention == "naive" ? AttentionForm::naive : AttentionForm::absorbed;
+    std::unique_ptr<engine::Runner> runner =
+        backend ? engine::make_engine_runner(model.config(), model.weights(), std::move(backend),
+                                             engine::weight_type_from_string(o.dtype), capacity)
+                : engine::make_oracle_runner<float>(std::move(model), {form, false}, capacity);
+    const GenerateResult r = generate(*runner, tok, o, std::move(ids), /*stream=*/true);
+    const std::string ran = o.device == "cpu" ? "" : "; " + runner->device() + ", " + o.dtype + " weights";  // the engine, when it ran
     std::fprintf(stderr, "dsv2 generate: prompt %zu tokens in %.1f ms (%.0f tokens/s); %zu new tokens in %.1f ms (%.1f tokens/s), %s%s\n",
                  r.prompt_ids.size(), 1e3 * r.prefill_seconds, double(r.prompt_ids.size()) / r.prefill_seconds,
                  r.new_ids.size(), 1e3 * r.decode_seconds,
@@ -146,6 +123,26 @@ int run_generate(const GenerateOptions& o) {
                                    : "greedy",
                  ran.c_str());
     return 0;
+}
+
+}  // namespace
+
+Command add_generate(CLI::App& app) {
+    auto o = std::make_shared<GenerateOptions>();
+    CLI::App* sub = app.add_subcommand("generate", "text generation from a checkpoint directory with its tokenizer.json");
+    sub->add_option("--model", o->model_dir, "Hugging Face checkpoint directory (config.json, safetensors, tokenizer.json)")->required();
+    sub->add_option("--prompt", o->prompt, "prompt text")->required();
+    sub->add_option("--max-new-tokens", o->max_new_tokens, "tokens to generate at most")->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
+    sub->add_option("--temperature", o->temperature, "0 = greedy; > 0 samples")->check(finite() & CLI::Range(0.0, 100.0))->capture_default_str();
+    sub->add_option("--top-p", o->top_p, "nucleus sampling mass, in (0, 1]")->check(finite() & CLI::Range(1e-9, 1.0))->capture_default_str();
+    sub->add_option("--seed", o->seed, "seed of the sampler")->check(unsigned64())->capture_default_str();
+    sub->add_option("--attention", o->attention, "naive or absorbed (the oracle's; the engine chooses per call)")->check(CLI::IsMember({"naive", "absorbed"}))->capture_default_str();
+    sub->add_option("--device", o->device, "cpu (the oracle), host (the CUDA path's engine on its CPU twins) or cuda (the engine on the GPU)")->check(CLI::IsMember({"cpu", "host", "cuda"}))->capture_default_str();
+    sub->add_option("--dtype", o->dtype, "the engine's weights (--device host or cuda): fp32 or bf16")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
+    return {sub, nullptr, [o, sub] {
+                o->attention_given = sub->count("--attention") > 0;  // refused with an engine device
+                return run_generate(*o);
+            }};
 }
 
 }  // namespace dsv2::app
