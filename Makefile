@@ -14,17 +14,7 @@ DEB_PACKAGES := cmake make g++ pkg-config libeigen3-dev nlohmann-json3-dev catch
 all: build
 
 # $(call apt_install,PACKAGES): installs those of the Debian PACKAGES that are missing (as root, or via sudo).
-define apt_install
-	@missing=""; for p in $(1); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "make: installing$$missing"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
-endef
+apt_install = @bash tools/make/apt_install.sh $(1)
 
 deps:
 	$(call apt_install,$(DEB_PACKAGES))
@@ -60,15 +50,7 @@ fuzz: deps fuzz-deps
 	CC=clang CXX=clang++ cmake -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSV2_FUZZ=ON \
 	  -DDSV2_WITH_CUDA=OFF -DDSV2_BUILD_TESTS=OFF
 	cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_safetensors fuzz_config fuzz_tokenizer
-	@for f in $(BUILD)-fuzz/bin/fuzz_*; do \
-	  name=$$(basename $$f); corpus=fuzz/corpus/$${name#fuzz_}; work=$(BUILD)-fuzz/corpus/$${name#fuzz_}; \
-	  mkdir -p $$work; echo "== $$name: $(FUZZ_SECONDS) s from $$corpus"; \
-	  if ! $$f -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-	       -artifact_prefix=$(BUILD)-fuzz/ $$work $$corpus > $$work.log 2>&1; then \
-	    tail -n 60 $$work.log; echo "FUZZ FAILURE in $$name (input saved under $(BUILD)-fuzz/)"; exit 1; \
-	  fi; \
-	  grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb)" $$work.log; \
-	done
+	bash tools/make/fuzz.sh $(BUILD)-fuzz $(FUZZ_SECONDS) $(FUZZ_SEED)
 
 # --- learning material: notebooks, docs, exercises (Python and Doxygen only here, never in build/test) ---
 .PHONY: notebooks docs docs-deps exercise
@@ -92,19 +74,7 @@ docs: docs-deps
 # One classroom exercise (exercises/README.md): builds YOUR exercises/exN_*/stub.cpp (or stub.cu)
 # against the fixed tests exercises/tests/test_exN.cpp and runs them.   make exercise N=3
 exercise: deps $(BUILD)/CMakeCache.txt
-	@test -n "$(N)" || { echo "usage: make exercise N=<number>   (exercises/README.md lists them)"; exit 2; }
-	@dir=$$(ls -d exercises/ex$(N)_* 2>/dev/null | head -n 1); \
-	if [ -z "$$dir" ]; then echo "make exercise: there is no exercise ex$(N) under exercises/"; exit 2; fi; \
-	if ! cmake --build $(BUILD) --target help | grep -Eq "(^|[ .:])ex$(N)(:|$$)"; then \
-	  echo "ex$(N): this build ($(BUILD)) has no target ex$(N): CUDA exercises need nvcc (exercises/README.md)"; exit 1; \
-	fi; \
-	if ! cmake --build $(BUILD) --target ex$(N) -j $(JOBS); then \
-	  echo "ex$(N): BUILD FAILED — fix the compile errors above in $$dir/stub.*"; exit 1; \
-	fi; \
-	$(BUILD)/exercises/bin/ex$(N); rc=$$?; echo; \
-	if [ $$rc -eq 0 ]; then echo "ex$(N): PASSED — every test in exercises/tests/test_ex$(N).cpp holds"; \
-	elif [ $$rc -eq 77 ]; then echo "ex$(N): SKIPPED — it builds, but there is no CUDA device here to run it"; \
-	else echo "ex$(N): FAILED — see the failures above; TODO(ex$(N)) means a function of $$dir/stub.* is not written yet"; exit 1; fi
+	@bash tools/make/exercise.sh $(BUILD) $(JOBS) "$(N)"
 
 # --- speed: the oracle against PyTorch on the same work (docs/benchmarks.md) ----------------------
 # A V2-Lite-shaped checkpoint reduced to BENCH_LAYERS layers (random bf16 weights, made once under
@@ -127,16 +97,7 @@ bench-deps:
 	@python3 -c "import torch, transformers, safetensors" 2>/dev/null || python3 -m pip install -q -r tools/bench/requirements.txt
 bench: build bench-deps
 	python3 tools/bench/make_checkpoint.py --out $(BENCH_MODEL) --layers $(BENCH_LAYERS)
-	@set -e; files=""; for r in $$(seq 1 $(BENCH_RUNS)); do \
-	  echo "== round $$r of $(BENCH_RUNS)"; \
-	  extra=""; [ $$r = 1 ] || extra="--no-parts --no-floors"; \
-	  $(BUILD)/bin/dsv2 bench $(BENCH_ARGS) $$extra --json $(BUILD)/bench/dsv2-$$r.json; \
-	  python3 tools/bench/bench_torch.py $(BENCH_ARGS) --json $(BUILD)/bench/torch-$$r.json; \
-	  files="$$files $(BUILD)/bench/dsv2-$$r.json $(BUILD)/bench/torch-$$r.json"; \
-	done; \
-	echo; python3 tools/bench/report.py $$files | tee $(BUILD)/bench/report.txt; \
-	python3 tools/bench/report.py --markdown $$files > $(BUILD)/bench/report.md; \
-	echo "(also as Markdown: $(BUILD)/bench/report.md)"
+	bash tools/make/bench.sh $(BUILD) $(BENCH_RUNS) $(BENCH_ARGS)
 
 # --- a lent GPU machine (cuda/README.md, "Running the GPU check on a lent H100 or H200") -------------
 # gpu-prepare, HERE: dsv2, the GPU tests and the GPU benchmarks built portable (-DDSV2_NATIVE=OFF)
