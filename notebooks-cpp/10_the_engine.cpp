@@ -207,7 +207,7 @@ int64_t count_ops(const std::vector<Recording::Op>& ops, const std::string& name
 }
 
 // The schedule of `dsv2 forward --prefill`: the first `prefill` tokens in one call, then one token
-// per call, on the fp64 oracle (each call in the engine's attention form, as tests/engine_support.hpp
+// per call, on the fp64 oracle (each call in the engine's attention form, as engine::run_engine_and_oracle
 // does) and on the engine.
 struct BothTraces {
     dsv2::Trace oracle, engine;
@@ -441,7 +441,7 @@ check(size_t(count_ops(ops_decode, "download")) == tr_step.order().size() &&
 // ## 3. The engine against the fp64 oracle, every intermediate
 //
 // A 12-token prefill, then 4 decode steps, on the engine (fp32 weights, HostBackend) and on
-// `dsv2::Model<double>` — the oracle run in each call's attention form, as tests/engine_support.hpp
+// `dsv2::Model<double>` — the oracle run in each call's attention form, as engine::run_engine_and_oracle
 // and `dsv2 compare` do, so that both record the same names: `attn.q_absorbed` and
 // `attn.o_latent` exist only for the decode calls (4 rows), the other names have a row per token
 // (16). Every named intermediate of every layer must be within $\|\Delta\| / \|\mathrm{ref}\| \le

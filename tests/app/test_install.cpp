@@ -86,6 +86,15 @@ TEST_CASE("the installed package builds and runs a consumer project", "[install]
     CHECK(exists(prefix + "/include/dsv2/model.hpp"));
     CHECK(exists(prefix + "/include/dsv2/config.hpp"));
     CHECK(exists(prefix + "/bin/dsv2"));
+    // The oracle's package links Eigen and OpenMP and nothing else: no tokenizer regexes, no JSON.
+    std::string targets;
+    for (const char* lib : {"/lib/cmake/dsv2/dsv2Targets.cmake", "/lib64/cmake/dsv2/dsv2Targets.cmake"})
+        if (targets.empty()) targets = read_bytes(prefix + lib);
+    REQUIRE_FALSE(targets.empty());
+    CHECK(targets.find("INTERFACE_LINK_LIBRARIES \"Eigen3::Eigen;OpenMP::OpenMP_CXX\"") != std::string::npos);
+    CHECK(targets.find("ONIG") == std::string::npos);
+    CHECK(targets.find("nlohmann") == std::string::npos);
+    CHECK_FALSE(exists(prefix + "/include/dsv2/tokenizer.hpp"));
 
     // 2. Configure and build the consumer against it.
     const std::string src = tmp / "consumer";
