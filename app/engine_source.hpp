@@ -19,13 +19,13 @@
 
 #include "dsv2/engine/agreement.hpp"
 #include "dsv2/engine/backend.hpp"
-#include "dsv2/cuda/backend_cuda.hpp"
 #include "dsv2/engine/engine.hpp"
 #include "dsv2/engine/paged.hpp"
 #include "dsv2/engine/runner.hpp"
 #include "dsv2/weights.hpp"
 #include "model_source.hpp"
 #ifdef DSV2_HAVE_CUDA
+#include "dsv2/cuda/backend_cuda.hpp"
 #include "dsv2/cuda/ops.hpp"
 #endif
 

@@ -1,5 +1,5 @@
 // Host logic of the CUDA MoE path: the router's CPU twin, the dispatch plan, and the CPU twins of
-// the gather / combine kernels (see dsv2/cuda/moe.hpp). Plain C++, tested on the CPU by
+// the gather / combine kernels (see dsv2/engine/moe.hpp). Plain C++, tested on the CPU by
 // tests/engine/test_cuda_moe_host.cpp; also built into dsv2_cuda.
 #include "dsv2/engine/moe.hpp"
 

@@ -1,4 +1,4 @@
-// The host logic of the CUDA MoE path (cuda/include/dsv2/cuda/moe.hpp), on the CPU: the router's
+// The host logic of the CUDA MoE path (engine/include/dsv2/engine/moe.hpp), on the CPU: the router's
 // CPU twin (route_reference, the arithmetic of moe_route_kernel) against dsv2::route<float>, the
 // warp top-k against dsv2::topk_indices (ties, NaN), the dispatch plan against a brute-force
 // grouping, and gather → experts → combine against dsv2::moe_forward's moe.routed / moe.out (fp64).
