@@ -75,11 +75,12 @@ int run_demo(const DemoOptions& o) {
                n.find("attn.out") != std::string::npos || n.find(".out") != std::string::npos || n == "logits";
     });
     std::printf("text    ");
-    // The oracle runs on a copy of the weights: the GPU check below needs them again.
-    const std::unique_ptr<engine::Runner> oracle = engine::make_oracle_runner<float>(
-        Model<float>(model), {g.attention == "naive" ? AttentionForm::naive : AttentionForm::absorbed, false},
-        int64_t(encode_prompt(cfg, tok, g).size()) + g.max_new_tokens);
-    const GenerateResult r = generate(*oracle, tok, g, encode_prompt(cfg, tok, g), /*stream=*/true, &trace);
+    // The oracle borrows the model: the GPU check below needs its weights again.
+    std::vector<int32_t> ids = encode_prompt(cfg, tok, g);
+    const std::unique_ptr<engine::Runner> oracle = engine::borrow_oracle_runner<float>(
+        model, {g.attention == "naive" ? AttentionForm::naive : AttentionForm::absorbed, false},
+        int64_t(ids.size()) + g.max_new_tokens);
+    const GenerateResult r = generate(*oracle, tok, g, std::move(ids), /*stream=*/true, &trace);
     const int64_t n_dec = int64_t(r.new_ids.size()) - 1;  // the first new token comes from the prefill
     std::printf("\n        (%zu prompt tokens, %zu generated, %s)\n", r.prompt_ids.size(), r.new_ids.size(),
                 o.temperature > 0 ? ("sampled: temperature " + fmt(o.temperature) + ", top-p " + fmt(o.top_p) + ", seed " +
@@ -146,8 +147,9 @@ int run_demo(const DemoOptions& o) {
     std::unique_ptr<engine::Backend> gpu = make_engine_backend("cuda");
     const engine::Comparison gc = engine::check_engine(cfg, model.weights(), *gpu, engine::WeightType::f32, all,
                                                        int64_t(r.prompt_ids.size()));
-    const engine::Row& shown = gc.rows[size_t(gc.first_fail >= 0 ? gc.first_fail : std::max(gc.worst, 0))];
-    const std::string summary = engine::verdict(gc), worst = engine::row_line(shown, int(shown.name.size()));
+    const int shown = gc.first_fail >= 0 ? gc.first_fail : gc.worst;  // the first failure, or the largest float error
+    const std::string summary = engine::verdict(gc),
+                      worst = shown >= 0 ? engine::row_line(gc.rows[size_t(shown)], int(gc.rows[size_t(shown)].name.size())) : "";
     std::printf("\ngpu     %s, fp32 weights, vs the fp64 oracle on these %zu tokens (%zu prefill + %zu decode, %s):\n"
                 "        %s %s\n        %s\n",
                 engine_label(*gpu).c_str(), all.size(), r.prompt_ids.size(), all.size() - r.prompt_ids.size(),

@@ -104,14 +104,18 @@ namespace {
 int run_generate(const GenerateOptions& o) {
     check_device_options(o.device, o.dtype, "fp32", o.attention_given, o.attention);
     std::unique_ptr<engine::Backend> backend = o.device == "cpu" ? nullptr : make_engine_backend(o.device);  // fails fast
-    auto [tok, model] = load_text_model(o.model_dir);
-    std::vector<int32_t> ids = encode_prompt(model.config(), tok, o);
+    auto [tok, loaded] = load_text_model(o.model_dir);
+    std::vector<int32_t> ids = encode_prompt(loaded.config(), tok, o);
     const int64_t capacity = int64_t(ids.size()) + o.max_new_tokens;
     const AttentionForm form = o.attention == "naive" ? AttentionForm::naive : AttentionForm::absorbed;
-    std::unique_ptr<engine::Runner> runner =
-        backend ? engine::make_engine_runner(model.config(), model.weights(), std::move(backend),
-                                             engine::weight_type_from_string(o.dtype), capacity)
-                : engine::make_oracle_runner<float>(std::move(model), {form, false}, capacity);
+    // The model moves into the runner: the oracle keeps it; for the engine the host copy of the
+    // weights is freed once they are uploaded.
+    std::unique_ptr<engine::Runner> runner = [&, &loaded = loaded] {
+        Model<float> model = std::move(loaded);
+        return backend ? engine::make_engine_runner(model.config(), model.weights(), std::move(backend),
+                                                    engine::weight_type_from_string(o.dtype), capacity)
+                       : engine::make_oracle_runner<float>(std::move(model), {form, false}, capacity);
+    }();
     const GenerateResult r = generate(*runner, tok, o, std::move(ids), /*stream=*/true);
     const std::string ran = o.device == "cpu" ? "" : "; " + runner->device() + ", " + o.dtype + " weights";  // the engine, when it ran
     std::fprintf(stderr, "dsv2 generate: prompt %zu tokens in %.1f ms (%.0f tokens/s); %zu new tokens in %.1f ms (%.1f tokens/s), %s%s\n",

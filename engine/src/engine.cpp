@@ -35,7 +35,6 @@ struct Engine::LayerWeights {
     WeightRef shared_gate_up, shared_down;   // [2·N_s·d_e, d], [d, N_s·d_e] (N_s > 0)
 };
 
-/// Work buffers by name, grown on demand and reused across calls.
 // The engine's work buffers, one slot each, grown on demand (Engine::scratch): indexed, so that a
 // decode step looks nothing up by name.
 enum class Engine::Work : int {

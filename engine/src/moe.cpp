@@ -1,6 +1,6 @@
 // Host logic of the CUDA MoE path: the router's CPU twin, the dispatch plan, and the CPU twins of
 // the gather / combine kernels (see dsv2/engine/moe.hpp). Plain C++, tested on the CPU by
-// tests/engine/test_cuda_moe_host.cpp; also built into dsv2_cuda.
+// tests/engine/test_cuda_moe_host.cpp; part of dsv2_engine, which the kernels of cuda/ link.
 #include "dsv2/engine/moe.hpp"
 
 #include <algorithm>

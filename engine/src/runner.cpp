@@ -16,14 +16,14 @@ namespace {
 template <typename S>
 class OracleRunner final : public Runner {
 public:
-    OracleRunner(Model<S> model, OracleAttention attention, int64_t capacity)
-        : model_(std::move(model)), attention_(attention), capacity_(capacity), cache_(model_.config(), capacity) {}
-    const Config& config() const override { return model_.config(); }
+    OracleRunner(std::shared_ptr<const Model<S>> model, OracleAttention attention, int64_t capacity)
+        : model_(std::move(model)), attention_(attention), capacity_(capacity), cache_(model_->config(), capacity) {}
+    const Config& config() const override { return model_->config(); }
     int64_t length() const override { return cache_.length(); }
-    void reset() override { cache_ = LatentCache<S>(model_.config(), capacity_); }
+    void reset() override { cache_ = LatentCache<S>(model_->config(), capacity_); }
     Mat<float> forward(const std::vector<int32_t>& tokens, Trace* trace, Logits which) override {
         const AttentionForm form = attention_.per_call ? attention_form(int64_t(tokens.size())) : attention_.form;
-        return model_.forward(tokens, cache_, form, trace, which).template cast<float>();
+        return model_->forward(tokens, cache_, form, trace, which).template cast<float>();
     }
     Mat<float> forward_checked(const std::vector<int32_t>& tokens, Logits which) override {
         Trace guard(nullptr, /*store=*/false);  // notes the first NaN or Inf, keeps nothing
@@ -39,7 +39,7 @@ public:
     std::string device() const override { return "cpu"; }
 
 private:
-    Model<S> model_;
+    std::shared_ptr<const Model<S>> model_;  // owned, or borrowed (a no-op deleter)
     OracleAttention attention_;
     int64_t capacity_;
     LatentCache<S> cache_;
@@ -85,10 +85,17 @@ private:
 
 template <typename S>
 std::unique_ptr<Runner> make_oracle_runner(Model<S> model, OracleAttention attention, int64_t capacity) {
-    return std::make_unique<OracleRunner<S>>(std::move(model), attention, capacity);
+    return std::make_unique<OracleRunner<S>>(std::make_shared<const Model<S>>(std::move(model)), attention, capacity);
+}
+template <typename S>
+std::unique_ptr<Runner> borrow_oracle_runner(const Model<S>& model, OracleAttention attention, int64_t capacity) {
+    return std::make_unique<OracleRunner<S>>(std::shared_ptr<const Model<S>>(&model, [](const Model<S>*) {}), attention,
+                                             capacity);
 }
 template std::unique_ptr<Runner> make_oracle_runner<float>(Model<float>, OracleAttention, int64_t);
 template std::unique_ptr<Runner> make_oracle_runner<double>(Model<double>, OracleAttention, int64_t);
+template std::unique_ptr<Runner> borrow_oracle_runner<float>(const Model<float>&, OracleAttention, int64_t);
+template std::unique_ptr<Runner> borrow_oracle_runner<double>(const Model<double>&, OracleAttention, int64_t);
 
 std::unique_ptr<Runner> make_engine_runner(const Config& cfg, const Weights<float>& weights, std::unique_ptr<Backend> backend,
                                            WeightType type, int64_t capacity) {

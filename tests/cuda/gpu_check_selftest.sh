@@ -53,7 +53,10 @@ chmod +x "$work/fake/"*
 
 check() {  # NAME FAKE_SAN [ENV...] — one call of the check, its stdout in $work/NAME.out
   local name=$1 san=$2; shift 2
-  (cd "$root" && env PATH="$work/fake:$PATH" FAKE_SAN="$san" GPU_CHECK_CARRY="$carry" GPU_CHECK_BUILD="$work/build-gpu" \
+  # -u OUT: never the outer run's result folder (a GPU check that runs the CPU suite runs this);
+  # CUDA_VISIBLE_DEVICES=: the GPU tests skip as on a machine without one, even where there is one.
+  (cd "$root" && env -u OUT -u GPU_CHECK_BUDGET_S -u GPU_CHECK_CAP_FACTOR -u GPU_CHECK_SANITIZERS CUDA_VISIBLE_DEVICES= \
+     PATH="$work/fake:$PATH" FAKE_SAN="$san" GPU_CHECK_CARRY="$carry" GPU_CHECK_BUILD="$work/build-gpu" \
      GPU_CHECK_FIRST_RUN=1 GPU_CHECK_SKIP="gpu-compare compare sass" GPU_CHECK_SANITIZER_TIMEOUT_S=15 "$@" \
      bash tools/gpu/gpu_check.sh tests) > "$work/$name.out" 2>&1
   echo "== $name: exit $?"

@@ -8,7 +8,7 @@
 //   embed, copy_cols, add, moe_dispatch, moe_gather      bit-exact
 //   moe_combine                                          bit-exact (fma in rank order on both)
 //   moe_route                                            indices identical or swapped at near ties
-//                                                        (compare_routes); gates, scores ≤ 1e-6
+//                                                        (compare_routes); gates ≤ 2e-6, scores ≤ 1e-6
 //   rms_norm, rope, silu_mul                             ‖Δ‖/‖ref‖ ≤ 1e-6
 //   linear, linear_heads, linear_grouped (fp32, bf16)    ≤ 1e-5 (cuBLAS fp32 sums vs double sums)
 //   mla_prefill, mla_decode                              ≤ 1e-5
@@ -41,6 +41,8 @@ using engine::WeightType;
 namespace {
 
 int failures = 0;
+// Router gates: as in tests/cuda/test_cuda_moe.cpp (~8e-7 worst case against the CPU twin).
+constexpr double kGateBound = 2e-6;
 
 void check(const std::string& what, bool ok, const std::string& detail = "") {
     std::printf("%-78s %s%s\n", what.c_str(), ok ? "ok" : "FAIL", detail.empty() ? "" : ("  " + detail).c_str());
@@ -302,7 +304,7 @@ void test_moe(Both& b) {
                     const std::vector<float> sh = b.get(s).first;
                     const engine::RouteAgreement a =
                         engine::compare_routes(p, sh.data(), ih.data(), wh_.data(), ig.data(), wg.data(), T);
-                    check("moe_route " + tag + " indices and gates", a.ok(1e-6),
+                    check("moe_route " + tag + " indices and gates", a.ok(kGateBound),
                           std::to_string(a.exact) + " exact, " + std::to_string(a.near_tie) + " near-tie swaps, " +
                               std::to_string(a.wrong) + " wrong" + (a.wrong ? " (" + a.first_wrong_why + ")" : "") +
                               ", gate rel " + std::to_string(a.max_gate_rel));

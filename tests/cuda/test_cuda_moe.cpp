@@ -5,7 +5,7 @@
 //
 //   moe_route_kernel     vs route_reference      identical indices, or swapped only at near ties of
 //                                                the twin's scores (≤ kRouteTieUlps, counted and
-//                                                printed); gates ≤ 1e-6 relative
+//                                                printed); gates ≤ 2e-6 relative
 //   dispatch (count + scan + place) vs make_dispatch_plan   identical counts/offsets/slots/inverse
 //   moe_gather_kernel    vs moe_gather_reference   bit-exact
 //   moe_combine_kernel   vs moe_combine_reference  bit-exact (both fma in rank order)
@@ -31,6 +31,10 @@ using dsv2::engine::RouterParams;
 namespace {
 
 int failures = 0;
+// Gates on the tokens whose experts agree: s / Σ_k s_k with each s within ~3u of the twin's
+// (kRouteTieUlps' derivation, u = 2^-23), so ~6u + ½ ulp ≈ 8e-7 relative in the worst case;
+// 2e-6 leaves margin.
+constexpr double kGateBound = 2e-6;
 const float kNaNf = std::numeric_limits<float>::quiet_NaN();
 
 void check(const std::string& what, bool ok) {
@@ -94,7 +98,7 @@ Routed test_route(const std::string& name, const RouterParams& p, int64_t T, Log
     std::printf("  %s: %lld tokens, %lld exact, %lld near-tie swaps (<= %d ulp), %lld wrong%s%s, max gate rel err %.2e\n",
                 name.c_str(), (long long)a.tokens, (long long)a.exact, (long long)a.near_tie, engine::kRouteTieUlps,
                 (long long)a.wrong, a.wrong ? " — first: " : "", a.first_wrong_why.c_str(), a.max_gate_rel);
-    check("route " + name, a.ok(1e-6));
+    check("route " + name, a.ok(kGateBound));
     return got;
 }
 

@@ -82,6 +82,7 @@ elif ls docs/gpu-runs/20*.md >/dev/null 2>&1; then FIRST_RUN=0
 else FIRST_RUN=1; fi
 if [ -n "${OUT:-}" ]; then RESULTS=$OUT; else RESULTS=$BUILD/gpu-check-$PART; fi
 STEPLOGS=$(abs "${GPU_CHECK_LOGS:-$BUILD/gpu-check/steps-$PART}")
+rm -rf "$STEPLOGS"  # a step not run this time must not show an earlier run's log
 mkdir -p "$RESULTS" "$STEPLOGS" || exit 2
 LOG=$RESULTS/gpu-check.log
 SUMMARY=$RESULTS/summary.md
@@ -123,6 +124,7 @@ run() {
   local id=$1 cap=$2; shift 2
   local t; t=$(left "$cap")
   local steplog=$STEPLOGS/$id.log
+  : > "$steplog"
   say ""
   say "=== [$(( $(date +%s) - T0 )) s] $id: $*"
   if [ "$t" = 0 ]; then RC=125; SECS=0; say "    not run: the time budget ($BUDGET s) is spent"; return; fi
@@ -170,9 +172,9 @@ else
 fi
 SHORT=${COMMIT:0:7}
 HAVE_GPU=0; GPU_LINE="no GPU (nvidia-smi absent or lists none)"; GPU_KIND=none
-if command -v nvidia-smi >/dev/null 2>&1 && timeout 60 nvidia-smi -L > "$STEPLOGS/nvidia-smi-L.log" 2>&1 && grep -q "^GPU " "$STEPLOGS/nvidia-smi-L.log"; then
+if command -v nvidia-smi >/dev/null 2>&1 && timeout 20 nvidia-smi -L > "$STEPLOGS/nvidia-smi-L.log" 2>&1 && grep -q "^GPU " "$STEPLOGS/nvidia-smi-L.log"; then
   HAVE_GPU=1
-  GPU_LINE=$(timeout 60 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>/dev/null | head -n 1)
+  GPU_LINE=$(timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>/dev/null | head -n 1)
   GPU_LINE="${GPU_LINE:-$(head -n 1 "$STEPLOGS/nvidia-smi-L.log")}"
   case "$GPU_LINE" in *H100*) GPU_KIND=H100 ;; *H200*) GPU_KIND=H200 ;; *) GPU_KIND=other ;; esac
 fi
@@ -186,7 +188,7 @@ NVCC_LINE=$( (nvcc --version 2>/dev/null | grep -i release) || echo "nvcc not fo
 CMAKE_LINE=$( (cmake --version 2>/dev/null | head -n 1) || echo "cmake not found")
 CXX_LINE=$( (${CXX:-c++} --version 2>/dev/null | head -n 1) || echo "no c++")
 SANITIZER=$(command -v compute-sanitizer 2>/dev/null || true)
-SAN_LINE=$([ -n "$SANITIZER" ] && timeout 60 "$SANITIZER" --version 2>/dev/null | grep -i version | head -n 1 || echo "compute-sanitizer not found")
+SAN_LINE=$([ -n "$SANITIZER" ] && timeout 20 "$SANITIZER" --version 2>/dev/null | grep -i version | head -n 1 || echo "compute-sanitizer not found")
 CUOBJDUMP=$(command -v cuobjdump 2>/dev/null || true)
 HOST_LINE="$(uname -m), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) memory, kernel $(uname -r)"
 {
@@ -200,7 +202,7 @@ HOST_LINE="$(uname -m), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $
 } | tee -a "$LOG"
 start=$(now)
 if [ "$HAVE_GPU" = 1 ]; then
-  timeout 60 nvidia-smi > "$STEPLOGS/nvidia-smi.log" 2>&1; append_log "$STEPLOGS/nvidia-smi.log"
+  timeout 20 nvidia-smi > "$STEPLOGS/nvidia-smi.log" 2>&1; append_log "$STEPLOGS/nvidia-smi.log"
   record "a. device (nvidia-smi)" PASS "$(elapsed "$start")" "$GPU_LINE"
 elif [ "$REQUIRE_GPU" = 1 ]; then
   record "a. device (nvidia-smi)" FAIL "$(elapsed "$start")" "no GPU: nothing below proves anything about a GPU"
@@ -220,7 +222,7 @@ probe_carried() {
     [ -z "$missing" ] || { PROBE_WHY="${b##*/} lacks: $missing"; return 1; }
   done
   local out rc
-  out=$(timeout 30 "$CARRY/bin/dsv2" --version 2>&1); rc=$?
+  out=$(timeout 15 "$CARRY/bin/dsv2" --version 2>&1); rc=$?
   [ "$rc" = 0 ] || { PROBE_WHY="dsv2 --version exited $rc${out:+: $(echo "$out" | head -n 1)}$([ "$rc" = 132 ] && echo ' (illegal instruction)')"; return 1; }
   return 0
 }
@@ -230,6 +232,7 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
 done
 MODE=""; BIN=""; GPU_TESTS=()
 start=$(now)
+ORIG_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 if [ "${GPU_CHECK_BUILD_THERE:-0}" != 1 ]; then
   export LD_LIBRARY_PATH="$CARRY/lib${CUDA_LIBS:+:$CUDA_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   if probe_carried; then
@@ -238,6 +241,7 @@ if [ "${GPU_CHECK_BUILD_THERE:-0}" != 1 ]; then
     record "binaries: carried" PASS "$(elapsed "$start")" "${CARRY#"$ROOT"/}/bin, $(sed -n 's/^built_on=//p' "$CARRY/SOURCE" 2>/dev/null | cut -c1-80); $(sed -n 's/^commit=//p' "$CARRY/SOURCE" 2>/dev/null | cut -c1-7)"
   else
     say "the carried binaries do not start here: $PROBE_WHY — building here instead"
+    export LD_LIBRARY_PATH="${CUDA_LIBS}${CUDA_LIBS:+${ORIG_LD_LIBRARY_PATH:+:}}${ORIG_LD_LIBRARY_PATH:-}"  # not the carried libgomp
     record "binaries: carried" N/A "$(elapsed "$start")" "not used: $PROBE_WHY"
   fi
 fi
@@ -267,7 +271,8 @@ if [ -z "$MODE" ]; then
   if [ -f "$BUILD/CMakeCache.txt" ]; then
     mapfile -t GPU_TESTS < <(bash "$ROOT/tools/gpu/list_gpu_tests.sh" "$BUILD" 2>/dev/null)
     KEEP_GOING=(-- -k); [ "$GEN" = Ninja ] && KEEP_GOING=(-- -k 0)
-    run build 300 cmake --build "$BUILD" -j "$JOBS" --target dsv2 "${GPU_TESTS[@]}" dsv2_gpu_bench dsv2_gpu_moe_bench "${KEEP_GOING[@]}"
+    targets=(dsv2); [ "$PART" != bench ] && targets+=("${GPU_TESTS[@]}"); [ "$PART" != tests ] && targets+=(dsv2_gpu_bench dsv2_gpu_moe_bench)
+    run build 300 cmake --build "$BUILD" -j "$JOBS" --target "${targets[@]}" "${KEEP_GOING[@]}"
     record "fallback: build dsv2 + GPU tests + benches" "$(verdict)" "$SECS" "$(budget_note "${GPU_TESTS[*]:-no GPU test targets}")"
     [ "$RC" = 0 ] || show_tail build 40
   fi
@@ -285,7 +290,7 @@ if [ "$PART" != bench ] && ! skipped sass; then
     start=$(now); bad=""; : > "$STEPLOGS/sass.log"
     for t in "${GPU_TESTS[@]}"; do
       one=$STEPLOGS/sass-$t.log
-      { echo "== $t"; "$CUOBJDUMP" --list-elf "$BIN/$t"; "$CUOBJDUMP" --list-ptx "$BIN/$t"; } > "$one" 2>&1
+      { echo "== $t"; timeout 20 "$CUOBJDUMP" --list-elf "$BIN/$t"; timeout 20 "$CUOBJDUMP" --list-ptx "$BIN/$t"; } > "$one" 2>&1
       grep -q "sm_90a" "$one" || bad="$bad $t"
       cat "$one" >> "$STEPLOGS/sass.log"
     done
@@ -392,7 +397,7 @@ sanitizers() {
 
 # --- c. dsv2 compare ------------------------------------------------------------------------------
 # GPU: the whole-model engine on the GPU against the fp64 oracle, every named intermediate within
-# its dtype's bound (exit 0), on a preset with every V2 feature (fp32, bf16), the V2-Lite-shaped
+# its dtype's bound (exit 0), in four runs: a preset with every V2 feature (fp32, bf16), the V2-Lite-shaped
 # golden model and the embedded checkpoint (bf16). CPU: the oracle built there against PyTorch.
 GPU_COMPARES=(
   "preset tiny, fp32|--preset tiny"
@@ -520,6 +525,7 @@ cpu_side() {
   if skipped bench; then record "f. CPU bench (V2-Lite, 2 layers)" SKIP 0 "GPU_CHECK_SKIP"
   elif [ ! -x "$DSV2" ]; then record "f. CPU bench (V2-Lite, 2 layers)" FAIL 0 "no $DSV2"
   else
+    rm -f "$RESULTS/bench-cpu.json"
     run bench 150 "$DSV2" bench --preset deepseek-v2-lite --layers 2 --prefill 256 --contexts 1024 --steps 4 \
         --threads "$JOBS" --json "$RESULTS/bench-cpu.json"
     record "f. CPU bench (V2-Lite, 2 layers)" "$(verdict)" "$SECS" "$(budget_note "$(grep -E '^ +(prefill|decode) .*absorbed' "$STEPLOGS/bench.log" | sed -E 's/ +/ /g; s/^ //; s/ \(.*//' | tr '\n' ';' | cut -c1-140)")"

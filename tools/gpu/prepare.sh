@@ -85,7 +85,7 @@ dirty=$( (git status --short 2>/dev/null || true) | { grep -v '^??' || true; } |
 cp "$carry/SOURCE" "$carry/deps/SOURCE"
 
 carry_mib=$(du -sm "$carry" | cut -f1)
-tree_mib=$(git ls-files -z | xargs -0 du -cm 2>/dev/null | tail -n 1 | cut -f1)
+tree_mib=$( { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 du -cm 2>/dev/null | tail -n 1 | cut -f1 || true)
 echo "gpu-prepare: $carry = ${carry_mib} MiB (bin $(du -sh "$carry/bin" | cut -f1), lib $(du -sh "$carry/lib" | cut -f1), deps $(du -sh "$carry/deps" | cut -f1)); working tree ≈ ${tree_mib} MiB; the device tool carries at most 64 MiB in all"
 [ "$carry_mib" -le "$max_mib" ] || { echo "gpu-prepare: $carry is over $max_mib MiB" >&2; exit 1; }
 echo "gpu-prepare: ready in $(( $(date +%s) - t0 )) s, commit ${commit:0:7} (dirty files: $dirty). Device calls:"

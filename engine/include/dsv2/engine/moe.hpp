@@ -66,11 +66,14 @@ std::vector<int32_t> warp_topk_reference(const float* scores, int n, int k, cons
 void route_reference(const RouterParams& p, const float* logits, int32_t* idx, float* w, float* scores = nullptr);
 
 /// Within how many fp32 ulps two router scores count as a near tie when a GPU router is compared
-/// with its CPU twin. CUDA's expf and glibc's differ by up to 2 ulp, the division by the common
-/// sum adds ½ ulp to each, so one score moves by at most ε ≈ 3 ulp; the k-th largest of a vector
-/// moves by at most the largest move of an element, so the experts the two routers put at the same
-/// rank have twin scores within 2ε ≈ 6 ulp. 8 leaves one ulp of margin per score.
-constexpr int kRouteTieUlps = 8;
+/// with its CPU twin. In relative terms (u = 2^-23, one ulp of a number at the bottom of its
+/// binade): CUDA's expf and glibc's differ by up to 2 ulp of e = exp(l − m), i.e. 2u relative; the
+/// sums differ by a few u; the division by it adds ½ ulp on each side. So one score s = e / Σ moves
+/// by ε ≲ 3u relative — up to 6 ulp of s when s sits at the top of its binade (there an ulp is u/2
+/// relative). The k-th largest of a vector moves by at most the largest move of an element, so the
+/// experts the two routers put at the same rank have twin scores within 2ε ≲ 12 ulp. 16 leaves
+/// margin; a wrong router is off by far more (a wrong expert, or a score of another token).
+constexpr int kRouteTieUlps = 16;
 
 /// Whether the twin scores a, b are within `ulps` units in the last place of the larger magnitude
 /// (equal values, including two infinities of one sign, always are; NaN never is).

@@ -52,6 +52,9 @@ struct OracleAttention {
 /// The oracle in S (float or double), owning its model and a cache of `capacity` tokens.
 template <typename S>
 std::unique_ptr<Runner> make_oracle_runner(Model<S> model, OracleAttention attention, int64_t capacity);
+/// The same on a model the caller keeps (it must outlive the runner): no copy of the weights.
+template <typename S>
+std::unique_ptr<Runner> borrow_oracle_runner(const Model<S>& model, OracleAttention attention, int64_t capacity);
 
 /// The engine on `backend` (owned by the runner) with `weights` uploaded as `type` and a cache of
 /// `capacity` tokens; the host copy of the weights may be freed once this returns.
